@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the probe benchmark.
+fn main() {}

@@ -1,0 +1,568 @@
+//! [`RegistryClient`]: pooled HTTP connections, per-registry settings, credentials and tokens.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kaniko_builder_core::ImageRef;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use tokio::sync::OnceCell;
+
+use crate::auth::challenge::{self, Challenge};
+use crate::auth::token::{self, Token};
+use crate::auth::{Credentials, DockerConfig};
+use crate::error::{Error, Result, TransportKind};
+use crate::retry::parse_retry_after;
+use crate::settings::RegistrySettings;
+use crate::tls;
+
+const HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+const DEFAULT_CONCURRENCY: usize = 32;
+/// Cap on bodies we read (manifests, token answers): distribution's own manifest limit.
+pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A client for the registry side of a build: "does this tag exist?", with the credentials a
+/// docker `config.json` holds. Cheap to clone (an `Arc` inside); `Send + Sync`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use kaniko_builder_registry::{RegistryClient, RegistrySettings};
+/// let client = RegistryClient::builder()
+///     .registry("registry.local:5000", RegistrySettings::default().plain_http(true))
+///     .build()?;
+/// let probe = client.probe(&"registry.local:5000/team/app:v1".parse()?).await?;
+/// println!("exists: {}", probe.exists());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    docker_config: DockerConfig,
+    defaults: RegistrySettings,
+    default_http: reqwest::Client,
+    per_registry: HashMap<String, (RegistrySettings, reqwest::Client)>,
+    pub(crate) concurrency: usize,
+    states: Mutex<HashMap<String, Arc<RegistryState>>>,
+}
+
+/// What we know about one registry: its credentials, how it authenticates, its tokens.
+pub(crate) struct RegistryState {
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) settings: RegistrySettings,
+    pub(crate) http: reqwest::Client,
+    credentials: OnceCell<Credentials>,
+    pinged: OnceCell<()>,
+    challenge: Mutex<Option<Challenge>>,
+    tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+}
+
+impl RegistryState {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}://{}{path}", self.settings.scheme(), self.host)
+    }
+
+    fn challenge(&self) -> Option<Challenge> {
+        self.challenge.lock().expect("challenge lock").clone()
+    }
+
+    fn token_slot(&self, scope: &str) -> Arc<tokio::sync::Mutex<Option<Token>>> {
+        let mut tokens = self.tokens.lock().expect("token lock");
+        Arc::clone(tokens.entry(scope.to_owned()).or_default())
+    }
+}
+
+/// Builds a [`RegistryClient`]. Setters never fail; [`Self::build`] reports the first problem.
+#[derive(Debug, Default)]
+pub struct RegistryClientBuilder {
+    docker_config: Option<DockerConfig>,
+    defaults: RegistrySettings,
+    per_registry: Vec<(String, RegistrySettings)>,
+    concurrency: Option<usize>,
+    user_agent: Option<String>,
+}
+
+impl RegistryClientBuilder {
+    /// Credentials to use. Default: [`DockerConfig::load_default`] (`$DOCKER_CONFIG`, then
+    /// `~/.docker/config.json`; none found means anonymous).
+    #[must_use]
+    pub fn docker_config(mut self, config: DockerConfig) -> Self {
+        self.docker_config = Some(config);
+        self
+    }
+
+    /// Settings for every registry without settings of its own. Default [`RegistrySettings::default`].
+    #[must_use]
+    pub fn default_settings(mut self, settings: RegistrySettings) -> Self {
+        self.defaults = settings;
+        self
+    }
+
+    /// Settings for one registry (`host[:port]`, or `docker.io`).
+    #[must_use]
+    pub fn registry(mut self, registry: impl Into<String>, settings: RegistrySettings) -> Self {
+        self.per_registry.push((canonical(&registry.into()), settings));
+        self
+    }
+
+    /// Shorthand for a registry spoken to over plain HTTP, with the default settings otherwise.
+    #[must_use]
+    pub fn insecure_registry(self, registry: impl Into<String>) -> Self {
+        let settings = self.defaults.clone().plain_http(true);
+        self.registry(registry, settings)
+    }
+
+    /// How many probes [`RegistryClient::probe_many`] runs at once. Default 32.
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
+    }
+
+    /// The `User-Agent` header. Default `kaniko-builder/<version>`.
+    #[must_use]
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = Some(ua.into());
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// A docker config that cannot be read or parsed; a CA certificate that is not PEM
+    /// ([`Error::InvalidSettings`] naming the registry).
+    pub fn build(self) -> Result<RegistryClient> {
+        let docker_config = match self.docker_config {
+            Some(c) => c,
+            None => DockerConfig::load_default()?,
+        };
+        let ua = self
+            .user_agent
+            .unwrap_or_else(|| format!("kaniko-builder/{}", env!("CARGO_PKG_VERSION")));
+        let default_http = http_client(&self.defaults, &ua, "<default>")?;
+        let mut per_registry = HashMap::new();
+        for (name, settings) in self.per_registry {
+            let http = if settings.tls_key() == self.defaults.tls_key()
+                && settings.connect_timeout == self.defaults.connect_timeout
+            {
+                default_http.clone()
+            } else {
+                http_client(&settings, &ua, &name)?
+            };
+            per_registry.insert(name, (settings, http));
+        }
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                docker_config,
+                defaults: self.defaults,
+                default_http,
+                per_registry,
+                concurrency: self.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+                states: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+fn http_client(settings: &RegistrySettings, ua: &str, registry: &str) -> Result<reqwest::Client> {
+    let invalid = |problem: String| Error::InvalidSettings {
+        registry: registry.to_owned(),
+        problem,
+    };
+    let (skip, cas) = settings.tls_key();
+    let tls = tls::client_config(skip, cas).map_err(invalid)?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(settings.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .user_agent(ua)
+        // Registries answer manifests from the same host; a redirect (to blob storage) is for blobs.
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| invalid(format!("cannot build HTTP client: {e}")))
+}
+
+fn canonical(registry: &str) -> String {
+    if HUB_ALIASES.contains(&registry) {
+        "docker.io".to_owned()
+    } else {
+        registry.to_owned()
+    }
+}
+
+impl RegistryClient {
+    /// A builder with the defaults.
+    pub fn builder() -> RegistryClientBuilder {
+        RegistryClientBuilder::default()
+    }
+
+    /// The docker config this client takes credentials from.
+    pub fn docker_config(&self) -> &DockerConfig {
+        &self.inner.docker_config
+    }
+
+    pub(crate) fn state_for(&self, image: &ImageRef) -> Arc<RegistryState> {
+        let name = image.registry();
+        let mut states = self.inner.states.lock().expect("state lock");
+        let state = states.entry(name.to_owned()).or_insert_with(|| {
+            let (settings, http) = match self.inner.per_registry.get(name) {
+                Some((s, h)) => (s.clone(), h.clone()),
+                None => (self.inner.defaults.clone(), self.inner.default_http.clone()),
+            };
+            Arc::new(RegistryState {
+                name: name.to_owned(),
+                host: image.registry_host().to_owned(),
+                settings,
+                http,
+                credentials: OnceCell::new(),
+                pinged: OnceCell::new(),
+                challenge: Mutex::new(None),
+                tokens: Mutex::new(HashMap::new()),
+            })
+        });
+        Arc::clone(state)
+    }
+
+    /// The credentials configured for a registry (resolved once per client: a credential helper
+    /// runs at most once per registry).
+    ///
+    /// # Errors
+    /// A credential helper that is missing or fails.
+    pub async fn credentials_for(&self, image: &ImageRef) -> Result<Credentials> {
+        let st = self.state_for(image);
+        self.credentials(&st).await.cloned()
+    }
+
+    async fn credentials<'s>(&self, st: &'s RegistryState) -> Result<&'s Credentials> {
+        st.credentials
+            .get_or_try_init(|| self.inner.docker_config.resolve(&st.name))
+            .await
+    }
+
+    /// Learns how the registry authenticates from `GET /v2/`, once per registry.
+    async fn ping(&self, st: &RegistryState) -> Result<()> {
+        st.pinged
+            .get_or_try_init(|| async {
+                let url = st.url("/v2/");
+                let resp = self
+                    .send_raw(st, "/v2/", || st.http.get(&url), None)
+                    .await?;
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    self.learn_challenge(st, &resp)?;
+                }
+                tracing::debug!(registry = %st.name, status = resp.status().as_u16(), challenge = ?st.challenge(), "pinged registry");
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    fn learn_challenge(&self, st: &RegistryState, resp: &reqwest::Response) -> Result<()> {
+        let header = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let parsed = challenge::parse(header).map_err(|problem| Error::Challenge {
+            registry: st.name.clone(),
+            problem,
+        })?;
+        *st.challenge.lock().expect("challenge lock") = Some(parsed);
+        Ok(())
+    }
+
+    /// The `Authorization` header for a pull of `repository`, fetching a token when needed.
+    async fn authorization(&self, st: &RegistryState, repository: &str, fresh: bool) -> Result<Option<String>> {
+        let creds = self.credentials(st).await?;
+        if let Credentials::RegistryToken { token } = creds {
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        match st.challenge() {
+            None => Ok(None),
+            Some(Challenge::Basic) => Ok(match creds {
+                Credentials::Basic { username, password } => Some(basic_header(username, password)),
+                _ => None,
+            }),
+            Some(Challenge::Bearer { realm, service }) => {
+                let scope = format!("repository:{repository}:pull");
+                let slot = st.token_slot(&scope);
+                let mut guard = slot.lock().await;
+                if !fresh && let Some(t) = guard.as_ref().filter(|t| t.is_fresh()) {
+                    return Ok(Some(format!("Bearer {}", t.value)));
+                }
+                let t = self.fetch_token(st, &realm, service.as_deref(), &scope, creds).await?;
+                let header = format!("Bearer {}", t.value);
+                *guard = Some(t);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        st: &RegistryState,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        creds: &Credentials,
+    ) -> Result<Token> {
+        let fail = |problem: String, status: Option<u16>| Error::Token {
+            registry: st.name.clone(),
+            realm: realm.to_owned(),
+            problem,
+            status,
+        };
+        let policy = &st.settings.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = token::request(&st.http, realm, service, scope, creds)
+                .map_err(|p| fail(p, None))?
+                .timeout(st.settings.timeout);
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let kind = transport_kind(&e);
+                    if kind != TransportKind::Tls
+                        && let Some(d) = policy.next_delay(attempt, None)
+                    {
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    return Err(fail(format!("{kind:?} error after {attempt} attempt(s): {}", e.without_url()), None));
+                }
+            };
+            let status = resp.status();
+            if status.is_success() {
+                let received = Instant::now();
+                let body = read_body(resp).await.map_err(|p| fail(p, Some(status.as_u16())))?;
+                tracing::debug!(registry = %st.name, scope, "token issued");
+                return token::parse_response(&body, received).map_err(|p| fail(p.to_owned(), Some(status.as_u16())));
+            }
+            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                let retry_after = header_retry_after(&resp);
+                if let Some(d) = policy.next_delay(attempt, retry_after) {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+            }
+            let what = match status.as_u16() {
+                401 | 403 => "credentials rejected".to_owned(),
+                _ => "unexpected answer".to_owned(),
+            };
+            return Err(fail(format!("{what} (HTTP {}) after {attempt} attempt(s)", status.as_u16()), Some(status.as_u16())));
+        }
+    }
+
+    /// Sends an authenticated request for `repository`, following one fresh authentication on
+    /// 401 and retrying transient failures. Returns any other status for the caller to judge.
+    pub(crate) async fn send<F>(&self, st: &RegistryState, repository: &str, build: F) -> Result<reqwest::Response>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        self.ping(st).await?;
+        let mut reauthenticated = false;
+        loop {
+            let auth = self.authorization(st, repository, reauthenticated).await?;
+            let resp = self.send_raw(st, repository, &build, auth.as_deref()).await?;
+            match resp.status() {
+                StatusCode::UNAUTHORIZED => {
+                    let anonymous = self.credentials(st).await?.is_anonymous();
+                    if !reauthenticated && resp.headers().contains_key(WWW_AUTHENTICATE) {
+                        self.learn_challenge(st, &resp)?;
+                        // One fresh authentication per request, never a loop; anonymous access
+                        // cannot answer a Basic challenge at all.
+                        if !(anonymous && st.challenge() == Some(Challenge::Basic)) {
+                            reauthenticated = true;
+                            continue;
+                        }
+                    }
+                    return Err(Error::Unauthorized {
+                        registry: st.name.clone(),
+                        repository: repository.to_owned(),
+                        status: 401,
+                        anonymous,
+                    });
+                }
+                StatusCode::FORBIDDEN => {
+                    return Err(Error::Denied {
+                        registry: st.name.clone(),
+                        repository: repository.to_owned(),
+                        anonymous: self.credentials(st).await?.is_anonymous(),
+                    });
+                }
+                _ => return Ok(resp),
+            }
+        }
+    }
+
+    /// One request with transport, 429 and 5xx retries. 4xx answers are returned as they are.
+    async fn send_raw<F>(
+        &self,
+        st: &RegistryState,
+        repository: &str,
+        build: F,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        let policy = &st.settings.retry;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = build().timeout(st.settings.timeout);
+            if let Some(a) = authorization {
+                req = req.header(AUTHORIZATION, sensitive(a)?);
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let kind = transport_kind(&e);
+                    tracing::debug!(registry = %st.name, attempt, ?kind, "request failed");
+                    if kind != TransportKind::Tls
+                        && let Some(d) = policy.next_delay(attempt, None)
+                    {
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    return Err(Error::Transport {
+                        registry: st.name.clone(),
+                        kind,
+                        attempts: attempt,
+                        source: Box::new(e.without_url()),
+                    });
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = header_retry_after(&resp);
+                tracing::debug!(registry = %st.name, attempt, ?retry_after, "rate limited");
+                if let Some(d) = policy.next_delay(attempt, retry_after) {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                return Err(Error::RateLimited {
+                    registry: st.name.clone(),
+                    repository: repository.to_owned(),
+                    attempts: attempt,
+                    retry_after,
+                });
+            }
+            if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+                tracing::debug!(registry = %st.name, attempt, status = status.as_u16(), "server error");
+                if let Some(d) = policy.next_delay(attempt, header_retry_after(&resp)) {
+                    tokio::time::sleep(d).await;
+                    continue;
+                }
+                return Err(Error::Server {
+                    registry: st.name.clone(),
+                    repository: repository.to_owned(),
+                    status: status.as_u16(),
+                    attempts: attempt,
+                });
+            }
+            return Ok(resp);
+        }
+    }
+}
+
+/// Marks the value sensitive: `http`'s `Debug` then prints "Sensitive" and HTTP/2 never indexes it.
+fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue> {
+    let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| Error::InvalidSettings {
+        registry: "<credentials>".to_owned(),
+        problem: "a credential contains characters not allowed in an HTTP header".to_owned(),
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
+fn header_retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// Reads a body up to [`MAX_BODY`]. `Err` says why.
+pub(crate) async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the body failed: {}", e.without_url()))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("body larger than {MAX_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn transport_kind(e: &reqwest::Error) -> TransportKind {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return TransportKind::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return TransportKind::Tls;
+        }
+        source = err.source();
+    }
+    if e.is_timeout() {
+        TransportKind::Timeout
+    } else if e.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Other
+    }
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("docker_config", &self.inner.docker_config)
+            .field("defaults", &self.inner.defaults)
+            .field("registries", &self.inner.per_registry.keys().collect::<Vec<_>>())
+            .field("concurrency", &self.inner.concurrency)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn client_is_send_sync_and_cheap_to_clone() {
+        assert_send_sync_clone::<RegistryClient>();
+    }
+
+    #[test]
+    fn bad_ca_names_the_registry() {
+        let err = RegistryClient::builder()
+            .docker_config(DockerConfig::anonymous())
+            .registry("my.registry:5000", RegistrySettings::default().ca_pem("garbage"))
+            .build()
+            .expect_err("bad CA");
+        match err {
+            Error::InvalidSettings { registry, .. } => assert_eq!(registry, "my.registry:5000"),
+            other => panic!("expected InvalidSettings, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The registry crate's error type. No variant ever carries a password or token.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a request could not complete at the transport level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportKind {
+    /// Could not connect (refused, unreachable, DNS).
+    Connect,
+    /// No answer within the configured timeout.
+    Timeout,
+    /// The TLS handshake failed (certificate not trusted, wrong name, plain HTTP server...).
+    Tls,
+    /// Anything else on the wire (connection reset mid-response...).
+    Other,
+}
+
+/// Errors of the registry crate. Every variant names the registry (or config file) involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A docker config file exists but cannot be read.
+    #[error("cannot read docker config {}", path.display())]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A docker config is not valid JSON of the expected shape.
+    #[error("docker config {origin} is invalid: {category} error at line {line}, column {column}")]
+    ConfigParse {
+        /// Where the config came from.
+        origin: String,
+        /// Line of the error.
+        line: usize,
+        /// Column of the error.
+        column: usize,
+        /// `syntax`, `data` (wrong shape) or `eof`.
+        category: String,
+    },
+    /// An `auths` entry cannot be decoded.
+    #[error("docker config {origin}: entry {key:?}: {problem}")]
+    InvalidAuthEntry {
+        /// Where the config came from.
+        origin: String,
+        /// The `auths` key.
+        key: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// The config names a credential helper that is not on `PATH`.
+    #[error("credential helper docker-credential-{helper} (for {registry}) is not installed or not on PATH")]
+    CredentialHelperMissing {
+        /// The helper's name.
+        helper: String,
+        /// The registry it was asked about.
+        registry: String,
+    },
+    /// A credential helper failed.
+    #[error("credential helper docker-credential-{helper} failed for {registry}: {message}")]
+    CredentialHelperFailed {
+        /// The helper's name.
+        helper: String,
+        /// The registry it was asked about.
+        registry: String,
+        /// Its exit status and message.
+        message: String,
+    },
+    /// A credential helper printed something that is not its JSON answer.
+    #[error("credential helper docker-credential-{helper} returned malformed output for {registry}")]
+    CredentialHelperOutput {
+        /// The helper's name.
+        helper: String,
+        /// The registry it was asked about.
+        registry: String,
+    },
+    /// Per-registry settings that cannot be used (e.g. a CA certificate that is not PEM).
+    #[error("invalid settings for registry {registry}: {problem}")]
+    InvalidSettings {
+        /// The registry (or `<default>`).
+        registry: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The registry could not be reached or the connection broke.
+    #[error("cannot reach registry {registry} ({kind:?}) after {attempts} attempt(s)")]
+    Transport {
+        /// The registry.
+        registry: String,
+        /// What went wrong.
+        kind: TransportKind,
+        /// Attempts made.
+        attempts: u32,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// 401 after authenticating (or anonymously, where the registry requires credentials).
+    #[error("{}", auth_message("rejected the credentials for", registry, repository, *status, *anonymous))]
+    Unauthorized {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The HTTP status (401).
+        status: u16,
+        /// Whether no credentials were configured for this registry.
+        anonymous: bool,
+    },
+    /// 403: authenticated but not allowed.
+    #[error("{}", auth_message("denied access to", registry, repository, 403, *anonymous))]
+    Denied {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Whether no credentials were configured for this registry.
+        anonymous: bool,
+    },
+    /// 429 until the retries ran out, or a `Retry-After` longer than we are willing to wait.
+    #[error("registry {registry} is rate limiting requests for {repository} (HTTP 429) after {attempts} attempt(s)")]
+    RateLimited {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The registry's last `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx until the retries ran out.
+    #[error("registry {registry} answered HTTP {status} for {repository} after {attempts} attempt(s)")]
+    Server {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The last status.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A status the protocol does not allow here (e.g. 400, 405).
+    #[error("registry {registry} answered unexpected HTTP {status} for {repository}")]
+    UnexpectedStatus {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The status.
+        status: u16,
+    },
+    /// The registry's authentication challenge cannot be followed.
+    #[error("registry {registry} sent an unusable authentication challenge: {problem}")]
+    Challenge {
+        /// The registry.
+        registry: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The token endpoint did not give a usable token.
+    #[error("token service {realm} for registry {registry} failed: {problem}")]
+    Token {
+        /// The registry.
+        registry: String,
+        /// The token endpoint.
+        realm: String,
+        /// What went wrong (status, malformed answer).
+        problem: String,
+        /// The status, when the endpoint answered.
+        status: Option<u16>,
+    },
+    /// A digest header or computed digest that is malformed or does not match the pinned one.
+    #[error("registry {registry} sent a bad digest for {reference}: {problem}")]
+    BadDigest {
+        /// The registry.
+        registry: String,
+        /// The image reference probed.
+        reference: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn auth_message(verb: &str, registry: &str, repository: &str, status: u16, anonymous: bool) -> String {
+    if anonymous {
+        format!(
+            "registry {registry} {verb} anonymous access to {repository} (HTTP {status}): no credentials are \
+             configured for it; the repository may be private or may not exist, so this is not taken as absent"
+        )
+    } else {
+        format!("registry {registry} {verb} {repository} (HTTP {status})")
+    }
+}
+
+impl Error {
+    /// The registry rejected or lacked credentials (401 or 403), or the token service refused them.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. } | Self::Denied { .. })
+            || matches!(self, Self::Token { status: Some(401 | 403), .. })
+    }
+
+    /// A later attempt might succeed: transport failures, 429 and 5xx.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport { kind: TransportKind::Connect | TransportKind::Timeout | TransportKind::Other, .. }
+                | Self::RateLimited { .. }
+                | Self::Server { .. }
+        ) || matches!(self, Self::Token { status: Some(429 | 500..=599), .. })
+    }
+
+    /// The registry did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Transport { kind: TransportKind::Timeout, .. })
+    }
+
+    /// The error is about the configuration (config file, helper, settings), not the registry.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::ConfigRead { .. }
+                | Self::ConfigParse { .. }
+                | Self::InvalidAuthEntry { .. }
+                | Self::CredentialHelperMissing { .. }
+                | Self::CredentialHelperFailed { .. }
+                | Self::CredentialHelperOutput { .. }
+                | Self::InvalidSettings { .. }
+        )
+    }
+}
+
+/// `Result` with the registry [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

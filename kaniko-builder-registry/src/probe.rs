@@ -1,0 +1,125 @@
+//! Manifest probes: "does `image:tag` exist?" with a three-valued answer.
+
+use futures::StreamExt as _;
+use kaniko_builder_core::media_types::ALL_MANIFESTS;
+use kaniko_builder_core::{Digest, ImageRef, Manifest, Probe};
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+
+use crate::client::{RegistryClient, RegistryState, read_body};
+use crate::error::{Error, Result};
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+impl RegistryClient {
+    /// Asks the registry whether the image's manifest exists: one `HEAD` with the four manifest
+    /// media types (plus one `GET` only when a 200 lacks `Docker-Content-Digest`).
+    ///
+    /// A 404 is [`Probe::Absent`]. Everything that is not a clear answer is an error, never
+    /// "absent": 401/403 after authenticating, 429 and 5xx once the retries are spent, network
+    /// and TLS failures. A pinned digest is verified against what the registry serves.
+    ///
+    /// # Errors
+    /// See [`Error`]; [`Error::is_unauthorized`] and [`Error::is_retryable`] classify them.
+    #[tracing::instrument(level = "debug", skip(self), fields(image = %image))]
+    pub async fn probe(&self, image: &ImageRef) -> Result<Probe> {
+        let st = self.state_for(image);
+        let repository = image.repository();
+        let url = st.url(&format!("/v2/{repository}/manifests/{}", image.manifest_reference()));
+        let accept = ALL_MANIFESTS.join(", ");
+        let resp = self
+            .send(&st, repository, || st.http.head(&url).header(ACCEPT, &accept))
+            .await?;
+        let status = resp.status();
+        tracing::debug!(status = status.as_u16(), "manifest HEAD");
+        match status {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(Probe::Absent),
+            other => {
+                return Err(Error::UnexpectedStatus {
+                    registry: st.name.clone(),
+                    repository: repository.to_owned(),
+                    status: other.as_u16(),
+                });
+            }
+        }
+        let media_type = header(&resp, CONTENT_TYPE.as_str()).unwrap_or_default();
+        let size = header(&resp, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok());
+        let digest = match header(&resp, DIGEST_HEADER) {
+            Some(value) => Digest::parse(&value).map_err(|e| bad_digest(&st, image, e.to_string()))?,
+            None => return self.probe_by_get(&st, image, &url, &accept).await,
+        };
+        check_pinned(&st, image, &digest)?;
+        Ok(Probe::Exists(Manifest::new(digest, media_type, size)))
+    }
+
+    /// The fallback for registries that omit `Docker-Content-Digest` on HEAD: fetch the manifest
+    /// and hash its bytes.
+    async fn probe_by_get(&self, st: &RegistryState, image: &ImageRef, url: &str, accept: &str) -> Result<Probe> {
+        let repository = image.repository();
+        let resp = self.send(st, repository, || st.http.get(url).header(ACCEPT, accept)).await?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(Probe::Absent),
+            other => {
+                return Err(Error::UnexpectedStatus {
+                    registry: st.name.clone(),
+                    repository: repository.to_owned(),
+                    status: other.as_u16(),
+                });
+            }
+        }
+        let media_type = header(&resp, CONTENT_TYPE.as_str()).unwrap_or_default();
+        let header_digest = header(&resp, DIGEST_HEADER);
+        let body = read_body(resp).await.map_err(|p| bad_digest(st, image, p))?;
+        let digest = match image.digest() {
+            Some(pinned) if pinned.matches(&body) => pinned.clone(),
+            Some(pinned) => {
+                return Err(bad_digest(st, image, format!("content does not hash to the pinned {pinned}")));
+            }
+            None => Digest::sha256(&body),
+        };
+        if let Some(h) = header_digest
+            && h != digest.to_string()
+        {
+            return Err(bad_digest(st, image, format!("header says {h}, content hashes to {digest}")));
+        }
+        Ok(Probe::Exists(Manifest::new(digest, media_type, Some(body.len() as u64))))
+    }
+
+    /// Probes many images with bounded concurrency over pooled connections; one token fetch per
+    /// repository. Results come back in input order.
+    pub async fn probe_many<'a, I>(&self, images: I) -> Vec<Result<Probe>>
+    where
+        I: IntoIterator<Item = &'a ImageRef>,
+    {
+        futures::stream::iter(images)
+            .map(|image| self.probe(image))
+            .buffered(self.inner.concurrency)
+            .collect()
+            .await
+    }
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn bad_digest(st: &RegistryState, image: &ImageRef, problem: String) -> Error {
+    Error::BadDigest {
+        registry: st.name.clone(),
+        reference: image.to_string(),
+        problem,
+    }
+}
+
+fn check_pinned(st: &RegistryState, image: &ImageRef, served: &Digest) -> Result<()> {
+    match image.digest() {
+        Some(pinned) if pinned != served => Err(bad_digest(st, image, format!("registry serves {served}, reference pins {pinned}"))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,89 @@
+//! Per-registry connection settings: plain HTTP, TLS verification, extra CAs, timeouts, retries.
+
+use std::time::Duration;
+
+use crate::retry::RetryPolicy;
+
+/// How to talk to one registry. `Default` is HTTPS with the system's roots, a 30 s request
+/// timeout and [`RetryPolicy::default`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    pub(crate) plain_http: bool,
+    pub(crate) skip_tls_verify: bool,
+    pub(crate) ca_pems: Vec<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            plain_http: false,
+            skip_tls_verify: false,
+            ca_pems: Vec::new(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl RegistrySettings {
+    /// Speak plain HTTP to this registry (an "insecure registry"). Default `false`.
+    #[must_use]
+    pub fn plain_http(mut self, yes: bool) -> Self {
+        self.plain_http = yes;
+        self
+    }
+
+    /// Use HTTPS but accept any certificate. Default `false`. Prefer [`Self::ca_pem`].
+    #[must_use]
+    pub fn skip_tls_verify(mut self, yes: bool) -> Self {
+        self.skip_tls_verify = yes;
+        self
+    }
+
+    /// Trust these PEM certificates in addition to the system roots. Checked when the client
+    /// is built: a bad PEM is an error then, never silently ignored.
+    #[must_use]
+    pub fn ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_pems.push(pem.into());
+        self
+    }
+
+    /// Timeout for one request, from send to the end of the headers. Default 30 s.
+    #[must_use]
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Timeout for establishing a connection. Default 10 s.
+    #[must_use]
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Retries of transient failures. Default [`RetryPolicy::default`].
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Whether requests go over plain HTTP.
+    pub fn is_plain_http(&self) -> bool {
+        self.plain_http
+    }
+
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.plain_http { "http" } else { "https" }
+    }
+
+    /// Settings that need a TLS configuration of their own.
+    pub(crate) fn tls_key(&self) -> (bool, &[String]) {
+        (self.skip_tls_verify, &self.ca_pems)
+    }
+}
