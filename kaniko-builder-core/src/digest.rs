@@ -138,9 +138,9 @@ fn hex_of(bytes: &[u8]) -> String {
 /// `[a-z0-9]+([+._-][a-z0-9]+)*` from the OCI image spec.
 fn valid_algorithm_grammar(alg: &str) -> bool {
     !alg.is_empty()
-        && alg
-            .split(['+', '.', '_', '-'])
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && alg.split(['+', '.', '_', '-']).all(|part| {
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
 }
 
 impl fmt::Display for Digest {

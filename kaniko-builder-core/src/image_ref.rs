@@ -65,10 +65,7 @@ impl ImageRef {
             .char_indices()
             .find(|(_, c)| c.is_whitespace() || c.is_control() || !c.is_ascii())
         {
-            return Err(fail(ReferenceProblem::InvalidCharacter {
-                character,
-                position,
-            }));
+            return Err(fail(ReferenceProblem::InvalidCharacter { character, position }));
         }
         let (name_and_tag, digest) = match input.split_once('@') {
             Some((rest, d)) => {
@@ -221,13 +218,17 @@ fn check_tag(tag: &str) -> Result<(), ReferenceProblem> {
 fn check_name(name: &str) -> Result<(), ReferenceProblem> {
     let mut components: Vec<&str> = name.split('/').collect();
     let first = components[0];
-    let has_host = components.len() > 1
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_host =
+        components.len() > 1 && (first.contains('.') || first.contains(':') || first == "localhost");
     if has_host {
         components.remove(0);
         check_host(first)?;
     }
-    let length = components.iter().map(|c| c.len() + 1).sum::<usize>().saturating_sub(1);
+    let length = components
+        .iter()
+        .map(|c| c.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
     if length > MAX_NAME_LEN {
         return Err(ReferenceProblem::NameTooLong {
             length,
@@ -358,13 +359,49 @@ mod tests {
     #[case("docker.io/library/app", "docker.io", "library/app", Some("latest"), false)]
     #[case("docker.io/app", "docker.io", "library/app", Some("latest"), false)]
     #[case("index.docker.io/app:1", "docker.io", "library/app", Some("1"), false)]
-    #[case("registry-1.docker.io/team/app", "docker.io", "team/app", Some("latest"), false)]
-    #[case("registry.local:5000/a/b/c:tag", "registry.local:5000", "a/b/c", Some("tag"), false)]
+    #[case(
+        "registry-1.docker.io/team/app",
+        "docker.io",
+        "team/app",
+        Some("latest"),
+        false
+    )]
+    #[case(
+        "registry.local:5000/a/b/c:tag",
+        "registry.local:5000",
+        "a/b/c",
+        Some("tag"),
+        false
+    )]
     #[case("localhost/app", "localhost", "app", Some("latest"), false)]
-    #[case("localhost:5000/app:v_1.2-rc", "localhost:5000", "app", Some("v_1.2-rc"), false)]
-    #[case("127.0.0.1:5000/my__app/x-y", "127.0.0.1:5000", "my__app/x-y", Some("latest"), false)]
-    #[case("host.example/app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "host.example", "app", None, true)]
-    #[case("host.example/app:tag@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", "host.example", "app", Some("tag"), true)]
+    #[case(
+        "localhost:5000/app:v_1.2-rc",
+        "localhost:5000",
+        "app",
+        Some("v_1.2-rc"),
+        false
+    )]
+    #[case(
+        "127.0.0.1:5000/my__app/x-y",
+        "127.0.0.1:5000",
+        "my__app/x-y",
+        Some("latest"),
+        false
+    )]
+    #[case(
+        "host.example/app@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "host.example",
+        "app",
+        None,
+        true
+    )]
+    #[case(
+        "host.example/app:tag@sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+        "host.example",
+        "app",
+        Some("tag"),
+        true
+    )]
     fn parses_and_normalises(
         #[case] input: &str,
         #[case] registry: &str,
@@ -376,7 +413,10 @@ mod tests {
         assert_eq!(r.registry(), registry, "{input}");
         assert_eq!(r.repository(), repository, "{input}");
         assert_eq!(r.tag(), tag, "{input}");
-        assert_eq!(r.digest().map(ToString::to_string), has_digest.then(|| D.to_owned()));
+        assert_eq!(
+            r.digest().map(ToString::to_string),
+            has_digest.then(|| D.to_owned())
+        );
         // The display form parses back to the same value.
         assert_eq!(ImageRef::parse(&r.to_string()).expect("round trip"), r);
     }
@@ -421,12 +461,21 @@ mod tests {
         let tag = "a".repeat(129);
         assert!(matches!(
             ImageRef::parse(&format!("app:{tag}")),
-            Err(Error::InvalidReference { problem: ReferenceProblem::TagTooLong { length: 129, max: 128 }, .. })
+            Err(Error::InvalidReference {
+                problem: ReferenceProblem::TagTooLong {
+                    length: 129,
+                    max: 128
+                },
+                ..
+            })
         ));
         let name = vec!["abcdefghij"; 30].join("/");
         assert!(matches!(
             ImageRef::parse(&format!("h.io/{name}")),
-            Err(Error::InvalidReference { problem: ReferenceProblem::NameTooLong { .. }, .. })
+            Err(Error::InvalidReference {
+                problem: ReferenceProblem::NameTooLong { .. },
+                ..
+            })
         ));
     }
 

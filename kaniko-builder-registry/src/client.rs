@@ -277,7 +277,12 @@ impl RegistryClient {
     }
 
     /// The `Authorization` header for a pull of `repository`, fetching a token when needed.
-    async fn authorization(&self, st: &RegistryState, repository: &str, fresh: bool) -> Result<Option<String>> {
+    async fn authorization(
+        &self,
+        st: &RegistryState,
+        repository: &str,
+        fresh: bool,
+    ) -> Result<Option<String>> {
         let creds = self.credentials(st).await?;
         if let Credentials::RegistryToken { token } = creds {
             return Ok(Some(format!("Bearer {token}")));
@@ -295,7 +300,9 @@ impl RegistryClient {
                 if !fresh && let Some(t) = guard.as_ref().filter(|t| t.is_fresh()) {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }
-                let t = self.fetch_token(st, &realm, service.as_deref(), &scope, creds).await?;
+                let t = self
+                    .fetch_token(st, &realm, service.as_deref(), &scope, creds)
+                    .await?;
                 let header = format!("Bearer {}", t.value);
                 *guard = Some(t);
                 Ok(Some(header))
@@ -334,15 +341,21 @@ impl RegistryClient {
                         tokio::time::sleep(d).await;
                         continue;
                     }
-                    return Err(fail(format!("{kind:?} error after {attempt} attempt(s): {}", e.without_url()), None));
+                    return Err(fail(
+                        format!("{kind:?} error after {attempt} attempt(s): {}", e.without_url()),
+                        None,
+                    ));
                 }
             };
             let status = resp.status();
             if status.is_success() {
                 let received = Instant::now();
-                let body = read_body(resp).await.map_err(|p| fail(p, Some(status.as_u16())))?;
+                let body = read_body(resp)
+                    .await
+                    .map_err(|p| fail(p, Some(status.as_u16())))?;
                 tracing::debug!(registry = %st.name, scope, "token issued");
-                return token::parse_response(&body, received).map_err(|p| fail(p.to_owned(), Some(status.as_u16())));
+                return token::parse_response(&body, received)
+                    .map_err(|p| fail(p.to_owned(), Some(status.as_u16())));
             }
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
                 let retry_after = header_retry_after(&resp);
@@ -355,13 +368,21 @@ impl RegistryClient {
                 401 | 403 => "credentials rejected".to_owned(),
                 _ => "unexpected answer".to_owned(),
             };
-            return Err(fail(format!("{what} (HTTP {}) after {attempt} attempt(s)", status.as_u16()), Some(status.as_u16())));
+            return Err(fail(
+                format!("{what} (HTTP {}) after {attempt} attempt(s)", status.as_u16()),
+                Some(status.as_u16()),
+            ));
         }
     }
 
     /// Sends an authenticated request for `repository`, following one fresh authentication on
     /// 401 and retrying transient failures. Returns any other status for the caller to judge.
-    pub(crate) async fn send<F>(&self, st: &RegistryState, repository: &str, build: F) -> Result<reqwest::Response>
+    pub(crate) async fn send<F>(
+        &self,
+        st: &RegistryState,
+        repository: &str,
+        build: F,
+    ) -> Result<reqwest::Response>
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
@@ -500,7 +521,11 @@ fn header_retry_after(resp: &reqwest::Response) -> Option<Duration> {
 /// Reads a body up to [`MAX_BODY`]. `Err` says why.
 pub(crate) async fn read_body(mut resp: reqwest::Response) -> std::result::Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the body failed: {}", e.without_url()))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the body failed: {}", e.without_url()))?
+    {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(format!("body larger than {MAX_BODY} bytes"));
         }
@@ -515,12 +540,11 @@ fn transport_kind(e: &reqwest::Error) -> TransportKind {
         if err.downcast_ref::<rustls::Error>().is_some() {
             return TransportKind::Tls;
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        {
-            return TransportKind::Tls;
-        }
-        source = err.source();
+        // io::Error::source() skips the error it wraps, so step into it explicitly.
+        source = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     if e.is_timeout() {
         TransportKind::Timeout

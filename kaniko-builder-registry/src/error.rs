@@ -124,7 +124,9 @@ pub enum Error {
         anonymous: bool,
     },
     /// 429 until the retries ran out, or a `Retry-After` longer than we are willing to wait.
-    #[error("registry {registry} is rate limiting requests for {repository} (HTTP 429) after {attempts} attempt(s)")]
+    #[error(
+        "registry {registry} is rate limiting requests for {repository} (HTTP 429) after {attempts} attempt(s)"
+    )]
     RateLimited {
         /// The registry.
         registry: String,
@@ -204,22 +206,42 @@ impl Error {
     /// The registry rejected or lacked credentials (401 or 403), or the token service refused them.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, Self::Unauthorized { .. } | Self::Denied { .. })
-            || matches!(self, Self::Token { status: Some(401 | 403), .. })
+            || matches!(
+                self,
+                Self::Token {
+                    status: Some(401 | 403),
+                    ..
+                }
+            )
     }
 
     /// A later attempt might succeed: transport failures, 429 and 5xx.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Transport { kind: TransportKind::Connect | TransportKind::Timeout | TransportKind::Other, .. }
-                | Self::RateLimited { .. }
+            Self::Transport {
+                kind: TransportKind::Connect | TransportKind::Timeout | TransportKind::Other,
+                ..
+            } | Self::RateLimited { .. }
                 | Self::Server { .. }
-        ) || matches!(self, Self::Token { status: Some(429 | 500..=599), .. })
+        ) || matches!(
+            self,
+            Self::Token {
+                status: Some(429 | 500..=599),
+                ..
+            }
+        )
     }
 
     /// The registry did not answer in time.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Transport { kind: TransportKind::Timeout, .. })
+        matches!(
+            self,
+            Self::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }
+        )
     }
 
     /// The error is about the configuration (config file, helper, settings), not the registry.

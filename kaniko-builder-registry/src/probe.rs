@@ -25,7 +25,10 @@ impl RegistryClient {
     pub async fn probe(&self, image: &ImageRef) -> Result<Probe> {
         let st = self.state_for(image);
         let repository = image.repository();
-        let url = st.url(&format!("/v2/{repository}/manifests/{}", image.manifest_reference()));
+        let url = st.url(&format!(
+            "/v2/{repository}/manifests/{}",
+            image.manifest_reference()
+        ));
         let accept = ALL_MANIFESTS.join(", ");
         let resp = self
             .send(&st, repository, || st.http.head(&url).header(ACCEPT, &accept))
@@ -55,9 +58,17 @@ impl RegistryClient {
 
     /// The fallback for registries that omit `Docker-Content-Digest` on HEAD: fetch the manifest
     /// and hash its bytes.
-    async fn probe_by_get(&self, st: &RegistryState, image: &ImageRef, url: &str, accept: &str) -> Result<Probe> {
+    async fn probe_by_get(
+        &self,
+        st: &RegistryState,
+        image: &ImageRef,
+        url: &str,
+        accept: &str,
+    ) -> Result<Probe> {
         let repository = image.repository();
-        let resp = self.send(st, repository, || st.http.get(url).header(ACCEPT, accept)).await?;
+        let resp = self
+            .send(st, repository, || st.http.get(url).header(ACCEPT, accept))
+            .await?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Ok(Probe::Absent),
@@ -75,16 +86,28 @@ impl RegistryClient {
         let digest = match image.digest() {
             Some(pinned) if pinned.matches(&body) => pinned.clone(),
             Some(pinned) => {
-                return Err(bad_digest(st, image, format!("content does not hash to the pinned {pinned}")));
+                return Err(bad_digest(
+                    st,
+                    image,
+                    format!("content does not hash to the pinned {pinned}"),
+                ));
             }
             None => Digest::sha256(&body),
         };
         if let Some(h) = header_digest
             && h != digest.to_string()
         {
-            return Err(bad_digest(st, image, format!("header says {h}, content hashes to {digest}")));
+            return Err(bad_digest(
+                st,
+                image,
+                format!("header says {h}, content hashes to {digest}"),
+            ));
         }
-        Ok(Probe::Exists(Manifest::new(digest, media_type, Some(body.len() as u64))))
+        Ok(Probe::Exists(Manifest::new(
+            digest,
+            media_type,
+            Some(body.len() as u64),
+        )))
     }
 
     /// Probes many images with bounded concurrency over pooled connections; one token fetch per
@@ -119,7 +142,11 @@ fn bad_digest(st: &RegistryState, image: &ImageRef, problem: String) -> Error {
 
 fn check_pinned(st: &RegistryState, image: &ImageRef, served: &Digest) -> Result<()> {
     match image.digest() {
-        Some(pinned) if pinned != served => Err(bad_digest(st, image, format!("registry serves {served}, reference pins {pinned}"))),
+        Some(pinned) if pinned != served => Err(bad_digest(
+            st,
+            image,
+            format!("registry serves {served}, reference pins {pinned}"),
+        )),
         _ => Ok(()),
     }
 }

@@ -68,10 +68,14 @@ impl RetryPolicy {
         if let Some(wait) = retry_after {
             return (wait <= self.max_retry_after).then_some(wait);
         }
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let capped = exp.min(self.max_delay);
         // Full jitter between half and all of the delay, so many clients do not retry in step.
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
         let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
         Some(capped.mul_f64(fraction))
     }
@@ -97,20 +101,37 @@ mod tests {
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
         let later = SystemTime::now() + Duration::from_secs(120);
         let parsed = parse_retry_after(&httpdate::fmt_http_date(later)).expect("date");
-        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120), "{parsed:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert!(
+            parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120),
+            "{parsed:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]
     fn backoff_is_bounded() {
-        let p = RetryPolicy::default().max_attempts(3).base_delay(Duration::from_millis(100));
+        let p = RetryPolicy::default()
+            .max_attempts(3)
+            .base_delay(Duration::from_millis(100));
         let d1 = p.next_delay(1, None).expect("first retry");
-        assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100), "{d1:?}");
+        assert!(
+            d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
+            "{d1:?}"
+        );
         let d2 = p.next_delay(2, None).expect("second retry");
-        assert!(d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200), "{d2:?}");
+        assert!(
+            d2 >= Duration::from_millis(100) && d2 <= Duration::from_millis(200),
+            "{d2:?}"
+        );
         assert_eq!(p.next_delay(3, None), None);
-        assert_eq!(p.next_delay(1, Some(Duration::from_secs(2))), Some(Duration::from_secs(2)));
+        assert_eq!(
+            p.next_delay(1, Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(p.next_delay(1, Some(Duration::from_secs(31))), None);
         assert_eq!(RetryPolicy::none().next_delay(1, None), None);
         let big = RetryPolicy::default().max_attempts(40);

@@ -20,7 +20,10 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
         if !found.errors.is_empty() {
-            tracing::debug!(errors = found.errors.len(), "some system certificates could not be loaded");
+            tracing::debug!(
+                errors = found.errors.len(),
+                "some system certificates could not be loaded"
+            );
         }
         found.certs
     })
@@ -34,7 +37,9 @@ pub(crate) fn client_config(skip_verify: bool, ca_pems: &[String]) -> Result<rus
     let mut config = if skip_verify {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider().signature_verification_algorithms)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(
+                provider().signature_verification_algorithms,
+            )))
             .with_no_client_auth()
     } else {
         let mut roots = RootCertStore::empty();
@@ -106,8 +111,11 @@ mod tests {
     fn bad_ca_pem_is_an_error_not_a_silent_fallback() {
         let err = client_config(false, &["not a pem".to_owned()]).expect_err("no certificate");
         assert!(err.contains("CA certificate #1"), "{err}");
-        let err = client_config(false, &["-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".to_owned()])
-            .expect_err("garbage");
+        let err = client_config(
+            false,
+            &["-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".to_owned()],
+        )
+        .expect_err("garbage");
         assert!(err.contains("#1"), "{err}");
         assert!(client_config(false, &[]).is_ok());
         assert!(client_config(true, &[]).is_ok());

@@ -22,7 +22,8 @@ fn search_path(dir: &Path) -> String {
     format!("{}:/usr/bin:/bin", dir.display())
 }
 
-const ECHO_URL: &str = r#"read url; printf '{"ServerURL":"%s","Username":"%s","Secret":"helper-secret"}' "$url" "$url""#;
+const ECHO_URL: &str =
+    r#"read url; printf '{"ServerURL":"%s","Username":"%s","Secret":"helper-secret"}' "$url" "$url""#;
 
 #[tokio::test]
 async fn helper_gets_the_server_url_and_its_answer_is_used() {
@@ -43,30 +44,47 @@ async fn helper_gets_the_server_url_and_its_answer_is_used() {
 
 #[tokio::test]
 async fn token_username_means_identity_token() {
-    let dir = helpers(&[("tok", r#"cat >/dev/null; printf '{"Username":"<token>","Secret":"refresh-123"}'"#)]);
+    let dir = helpers(&[(
+        "tok",
+        r#"cat >/dev/null; printf '{"Username":"<token>","Secret":"refresh-123"}'"#,
+    )]);
     let cfg = DockerConfig::from_json(r#"{"credHelpers":{"reg.example":"tok"}}"#)
         .expect("parse")
         .helper_path(search_path(dir.path()));
     assert_eq!(
         cfg.resolve("reg.example").await.expect("token"),
-        Credentials::IdentityToken { token: "refresh-123".into() }
+        Credentials::IdentityToken {
+            token: "refresh-123".into()
+        }
     );
 }
 
 #[tokio::test]
 async fn not_found_in_keychain_is_anonymous() {
-    let dir = helpers(&[("empty", "cat >/dev/null; echo 'credentials not found in native keychain'; exit 1")]);
+    let dir = helpers(&[(
+        "empty",
+        "cat >/dev/null; echo 'credentials not found in native keychain'; exit 1",
+    )]);
     let cfg = DockerConfig::from_json(r#"{"credsStore":"empty","auths":{"reg.example":{}}}"#)
         .expect("parse")
         .helper_path(search_path(dir.path()));
-    assert_eq!(cfg.resolve("reg.example").await.expect("anonymous"), Credentials::Anonymous);
+    assert_eq!(
+        cfg.resolve("reg.example").await.expect("anonymous"),
+        Credentials::Anonymous
+    );
 }
 
 #[tokio::test]
 async fn precedence_is_cred_helpers_then_store_then_auths() {
     let dir = helpers(&[
-        ("specific", r#"cat >/dev/null; printf '{"Username":"from-specific","Secret":"s1"}'"#),
-        ("store", r#"cat >/dev/null; printf '{"Username":"from-store","Secret":"s2"}'"#),
+        (
+            "specific",
+            r#"cat >/dev/null; printf '{"Username":"from-specific","Secret":"s1"}'"#,
+        ),
+        (
+            "store",
+            r#"cat >/dev/null; printf '{"Username":"from-store","Secret":"s2"}'"#,
+        ),
     ]);
     let json = r#"{
         "auths": {"a.example": {"username": "from-auths", "password": "s3"},
@@ -74,13 +92,26 @@ async fn precedence_is_cred_helpers_then_store_then_auths() {
         "credHelpers": {"a.example": "specific"},
         "credsStore": "store"
     }"#;
-    let cfg = DockerConfig::from_json(json).expect("parse").helper_path(search_path(dir.path()));
-    assert_eq!(cfg.resolve("a.example").await.expect("a"), Credentials::basic("from-specific", "s1"));
-    assert_eq!(cfg.resolve("b.example").await.expect("b"), Credentials::basic("from-store", "s2"));
+    let cfg = DockerConfig::from_json(json)
+        .expect("parse")
+        .helper_path(search_path(dir.path()));
+    assert_eq!(
+        cfg.resolve("a.example").await.expect("a"),
+        Credentials::basic("from-specific", "s1")
+    );
+    assert_eq!(
+        cfg.resolve("b.example").await.expect("b"),
+        Credentials::basic("from-store", "s2")
+    );
     // Without a store, auths answers.
     let no_store = r#"{"auths": {"b.example": {"username": "from-auths", "password": "s3"}}, "credHelpers": {"a.example": "specific"}}"#;
-    let cfg = DockerConfig::from_json(no_store).expect("parse").helper_path(search_path(dir.path()));
-    assert_eq!(cfg.resolve("b.example").await.expect("b"), Credentials::basic("from-auths", "s3"));
+    let cfg = DockerConfig::from_json(no_store)
+        .expect("parse")
+        .helper_path(search_path(dir.path()));
+    assert_eq!(
+        cfg.resolve("b.example").await.expect("b"),
+        Credentials::basic("from-auths", "s3")
+    );
 }
 
 #[tokio::test]
@@ -92,7 +123,10 @@ async fn missing_helper_is_named() {
     match cfg.resolve("reg.example").await {
         Err(e @ Error::CredentialHelperMissing { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("docker-credential-nosuchhelper") && msg.contains("reg.example"), "{msg}");
+            assert!(
+                msg.contains("docker-credential-nosuchhelper") && msg.contains("reg.example"),
+                "{msg}"
+            );
             assert!(e.is_config());
         }
         other => panic!("expected CredentialHelperMissing, got {other:?}"),
@@ -106,9 +140,16 @@ async fn failing_helper_reports_its_message() {
         .expect("parse")
         .helper_path(search_path(dir.path()));
     match cfg.resolve("reg.example").await {
-        Err(Error::CredentialHelperFailed { helper, registry, message }) => {
+        Err(Error::CredentialHelperFailed {
+            helper,
+            registry,
+            message,
+        }) => {
             assert_eq!((helper.as_str(), registry.as_str()), ("broken", "reg.example"));
-            assert!(message.contains("keychain is locked") && message.contains('3'), "{message}");
+            assert!(
+                message.contains("keychain is locked") && message.contains('3'),
+                "{message}"
+            );
         }
         other => panic!("expected CredentialHelperFailed, got {other:?}"),
     }
@@ -116,20 +157,27 @@ async fn failing_helper_reports_its_message() {
 
 #[tokio::test]
 async fn garbage_output_is_an_error_that_does_not_echo_it() {
-    let dir = helpers(&[("garbage", "cat >/dev/null; echo 'user=admin password=leaked-secret-77'")]);
+    let dir = helpers(&[(
+        "garbage",
+        "cat >/dev/null; echo 'user=admin password=leaked-secret-77'",
+    )]);
     let cfg = DockerConfig::from_json(r#"{"credsStore":"garbage"}"#)
         .expect("parse")
         .helper_path(search_path(dir.path()));
     let err = cfg.resolve("reg.example").await.expect_err("garbage");
     assert!(matches!(err, Error::CredentialHelperOutput { .. }), "{err:?}");
-    assert!(!err.to_string().contains("leaked-secret-77") && !format!("{err:?}").contains("leaked-secret-77"));
+    assert!(
+        !err.to_string().contains("leaked-secret-77") && !format!("{err:?}").contains("leaked-secret-77")
+    );
 }
 
 #[tokio::test]
 async fn helper_names_that_are_paths_are_refused() {
     let cfg = DockerConfig::from_json(r#"{"credsStore":"../../tmp/evil"}"#).expect("parse");
     match cfg.resolve("reg.example").await {
-        Err(Error::CredentialHelperFailed { message, .. }) => assert!(message.contains("plain name"), "{message}"),
+        Err(Error::CredentialHelperFailed { message, .. }) => {
+            assert!(message.contains("plain name"), "{message}");
+        }
         other => panic!("expected refusal, got {other:?}"),
     }
 }

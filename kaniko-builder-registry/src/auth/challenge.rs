@@ -6,10 +6,7 @@ pub(crate) enum Challenge {
     /// HTTP Basic.
     Basic,
     /// Docker's token flow: get a bearer token from `realm`.
-    Bearer {
-        realm: String,
-        service: Option<String>,
-    },
+    Bearer { realm: String, service: Option<String> },
 }
 
 /// Picks the first challenge we can answer (Bearer or Basic) from a `WWW-Authenticate` value.
@@ -19,7 +16,8 @@ pub(crate) fn parse(header: &str) -> Result<Challenge, String> {
     if header.trim().is_empty() {
         return Err("401 without a WWW-Authenticate challenge".to_owned());
     }
-    let challenges = http_auth::parse_challenges(header).map_err(|e| format!("unparsable WWW-Authenticate {header:?}: {e}"))?;
+    let challenges = http_auth::parse_challenges(header)
+        .map_err(|e| format!("unparsable WWW-Authenticate {header:?}: {e}"))?;
     for c in &challenges {
         let param = |name: &str| {
             c.params
@@ -28,7 +26,8 @@ pub(crate) fn parse(header: &str) -> Result<Challenge, String> {
                 .map(|(_, v)| v.to_unescaped())
         };
         if c.scheme.eq_ignore_ascii_case("bearer") {
-            let realm = param("realm").ok_or_else(|| format!("Bearer challenge without realm in {header:?}"))?;
+            let realm =
+                param("realm").ok_or_else(|| format!("Bearer challenge without realm in {header:?}"))?;
             if !(realm.starts_with("https://") || realm.starts_with("http://")) {
                 return Err(format!("Bearer realm {realm:?} is not an http(s) URL"));
             }

@@ -85,10 +85,11 @@ pub(crate) async fn get(
         return Err(failed(format!("{} ({message})", output.status)));
     }
     // Never echo the output on a parse failure: it may hold the secret.
-    let parsed: HelperOutput = serde_json::from_str(stdout.trim()).map_err(|_| Error::CredentialHelperOutput {
-        helper: helper.to_owned(),
-        registry: registry.to_owned(),
-    })?;
+    let parsed: HelperOutput =
+        serde_json::from_str(stdout.trim()).map_err(|_| Error::CredentialHelperOutput {
+            helper: helper.to_owned(),
+            registry: registry.to_owned(),
+        })?;
     Ok(match (parsed.username.as_str(), parsed.secret) {
         (_, secret) if secret.is_empty() => Credentials::Anonymous,
         (TOKEN_USERNAME, token) => Credentials::IdentityToken { token },

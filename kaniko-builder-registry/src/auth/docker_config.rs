@@ -195,7 +195,10 @@ impl DockerConfig {
 
     /// Registries with an `auths` entry, credential helper or a store (for diagnostics).
     pub fn registries(&self) -> impl Iterator<Item = &str> {
-        self.auths.keys().chain(self.cred_helpers.keys()).map(String::as_str)
+        self.auths
+            .keys()
+            .chain(self.cred_helpers.keys())
+            .map(String::as_str)
     }
 }
 
@@ -283,36 +286,59 @@ mod tests {
             b64("carol:pw:with:colons")
         );
         let cfg = DockerConfig::from_json(&json).expect("parse");
-        assert_eq!(cfg.resolve("docker.io").await.expect("hub"), Credentials::basic("alice", "pw-a"));
-        assert_eq!(cfg.resolve("index.docker.io").await.expect("hub alias"), Credentials::basic("alice", "pw-a"));
-        assert_eq!(cfg.resolve("registry.local:5000").await.expect("host:port"), Credentials::basic("bob", "pw-b"));
+        assert_eq!(
+            cfg.resolve("docker.io").await.expect("hub"),
+            Credentials::basic("alice", "pw-a")
+        );
+        assert_eq!(
+            cfg.resolve("index.docker.io").await.expect("hub alias"),
+            Credentials::basic("alice", "pw-a")
+        );
+        assert_eq!(
+            cfg.resolve("registry.local:5000").await.expect("host:port"),
+            Credentials::basic("bob", "pw-b")
+        );
         assert_eq!(
             cfg.resolve("quay.example").await.expect("url key"),
             Credentials::basic("carol", "pw:with:colons")
         );
         assert_eq!(
             cfg.resolve("tokens.example").await.expect("identity"),
-            Credentials::IdentityToken { token: "refresh-xyz".into() }
+            Credentials::IdentityToken {
+                token: "refresh-xyz".into()
+            }
         );
         assert_eq!(
             cfg.resolve("direct.example").await.expect("registry token"),
-            Credentials::RegistryToken { token: "bearer-xyz".into() }
+            Credentials::RegistryToken {
+                token: "bearer-xyz".into()
+            }
         );
-        assert_eq!(cfg.resolve("other.example").await.expect("none"), Credentials::Anonymous);
+        assert_eq!(
+            cfg.resolve("other.example").await.expect("none"),
+            Credentials::Anonymous
+        );
     }
 
     #[tokio::test]
     async fn docker_io_key_counts_for_hub() {
         let json = format!(r#"{{"auths":{{"docker.io":{{"auth":"{}"}}}}}}"#, b64("u:p"));
         let cfg = DockerConfig::from_json(&json).expect("parse");
-        assert_eq!(cfg.resolve("docker.io").await.expect("hub"), Credentials::basic("u", "p"));
+        assert_eq!(
+            cfg.resolve("docker.io").await.expect("hub"),
+            Credentials::basic("u", "p")
+        );
     }
 
     #[test]
     fn malformed_json_names_the_origin_and_position_but_not_the_content() {
-        let err = DockerConfig::from_json(r#"{"auths": {"h": {"auth": "c2VjcmV0LXZhbHVl"}"#).expect_err("truncated");
+        let err = DockerConfig::from_json(r#"{"auths": {"h": {"auth": "c2VjcmV0LXZhbHVl"}"#)
+            .expect_err("truncated");
         let msg = err.to_string();
-        assert!(msg.contains("<inline config.json>") && msg.contains("line 1"), "{msg}");
+        assert!(
+            msg.contains("<inline config.json>") && msg.contains("line 1"),
+            "{msg}"
+        );
         let err = DockerConfig::from_json(r#"{"auths": "topsecret-value"}"#).expect_err("wrong type");
         assert!(!err.to_string().contains("topsecret"), "{err}");
         assert!(!format!("{err:?}").contains("topsecret"), "{err:?}");
@@ -351,10 +377,16 @@ mod tests {
 
     #[test]
     fn debug_lists_registries_not_secrets() {
-        let json = format!(r#"{{"auths":{{"h.example":{{"auth":"{}"}}}}}}"#, b64("user:very-secret-pw"));
+        let json = format!(
+            r#"{{"auths":{{"h.example":{{"auth":"{}"}}}}}}"#,
+            b64("user:very-secret-pw")
+        );
         let cfg = DockerConfig::from_json(&json).expect("parse");
         let shown = format!("{cfg:?}");
         assert!(shown.contains("h.example"), "{shown}");
-        assert!(!shown.contains("very-secret-pw") && !shown.contains(&b64("user:very-secret-pw")), "{shown}");
+        assert!(
+            !shown.contains("very-secret-pw") && !shown.contains(&b64("user:very-secret-pw")),
+            "{shown}"
+        );
     }
 }

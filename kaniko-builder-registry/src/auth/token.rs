@@ -91,10 +91,16 @@ pub(crate) fn parse_response(body: &[u8], received_at: Instant) -> Result<Token,
         .filter(|t| !t.is_empty())
         .or(parsed.access_token.filter(|t| !t.is_empty()))
         .ok_or("response has neither `token` nor `access_token`")?;
-    if value.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if value
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err("token contains whitespace or control characters");
     }
-    let lifetime = parsed.expires_in.map_or(MIN_LIFETIME, Duration::from_secs).max(MIN_LIFETIME);
+    let lifetime = parsed
+        .expires_in
+        .map_or(MIN_LIFETIME, Duration::from_secs)
+        .max(MIN_LIFETIME);
     Ok(Token {
         value,
         refresh_at: received_at + lifetime - SKEW,
@@ -121,7 +127,12 @@ mod tests {
 
     #[test]
     fn bad_responses_are_described_without_echoing() {
-        for body in [&b"<html>secret-ish</html>"[..], br#"{"token":""}"#, br#"{"expires_in":5}"#, br#"{"token":"a b"}"#] {
+        for body in [
+            &b"<html>secret-ish</html>"[..],
+            br#"{"token":""}"#,
+            br#"{"expires_in":5}"#,
+            br#"{"token":"a b"}"#,
+        ] {
             let err = parse_response(body, Instant::now()).expect_err("bad");
             assert!(!err.contains("secret"), "{err}");
         }
@@ -130,21 +141,43 @@ mod tests {
     #[test]
     fn identity_token_uses_the_oauth2_post() {
         let tls = crate::tls::client_config(false, &[]).expect("tls");
-        let http = reqwest::Client::builder().use_preconfigured_tls(tls).build().expect("client");
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .expect("client");
         let creds = Credentials::IdentityToken { token: "rt".into() };
-        let req = request(&http, "https://auth.example/token", Some("svc"), "repository:a:pull", &creds)
-            .expect("request")
-            .build()
-            .expect("build");
+        let req = request(
+            &http,
+            "https://auth.example/token",
+            Some("svc"),
+            "repository:a:pull",
+            &creds,
+        )
+        .expect("request")
+        .build()
+        .expect("build");
         assert_eq!(req.method(), reqwest::Method::POST);
-        let body = String::from_utf8(req.body().and_then(|b| b.as_bytes()).expect("body").to_vec()).expect("utf8");
-        assert_eq!(body, "grant_type=refresh_token&refresh_token=rt&client_id=kaniko-builder&scope=repository%3Aa%3Apull&service=svc");
-        let basic = request(&http, "https://auth.example/token?x=1", None, "repository:a:pull", &Credentials::basic("u", "p"))
-            .expect("request")
-            .build()
-            .expect("build");
+        let body =
+            String::from_utf8(req.body().and_then(|b| b.as_bytes()).expect("body").to_vec()).expect("utf8");
+        assert_eq!(
+            body,
+            "grant_type=refresh_token&refresh_token=rt&client_id=kaniko-builder&scope=repository%3Aa%3Apull&service=svc"
+        );
+        let basic = request(
+            &http,
+            "https://auth.example/token?x=1",
+            None,
+            "repository:a:pull",
+            &Credentials::basic("u", "p"),
+        )
+        .expect("request")
+        .build()
+        .expect("build");
         assert_eq!(basic.method(), reqwest::Method::GET);
-        assert_eq!(basic.url().as_str(), "https://auth.example/token?x=1&scope=repository%3Aa%3Apull");
+        assert_eq!(
+            basic.url().as_str(),
+            "https://auth.example/token?x=1&scope=repository%3Aa%3Apull"
+        );
         assert!(basic.headers().contains_key(reqwest::header::AUTHORIZATION));
     }
 }
