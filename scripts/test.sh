@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs what the tests need (once), builds the
+# Kubernetes binaries into the cache when missing, then runs fmt, clippy, the tests and the docs.
+# Every service the tests use (registry, token issuer, etcd, API server...) is started by the
+# tests themselves on 127.0.0.1 and stopped when they end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# Debian packages the tests run: the CNCF registry, htpasswd, skopeo/buildah/umoci for images,
+# busybox for RUN steps, etcd for the control plane.
+PKGS=(docker-registry apache2-utils skopeo buildah umoci busybox-static etcd-server openssl)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+log "kubernetes control-plane binaries"
+scripts/build-k8s.sh
+
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  log "installing kubernetes-validate (Kubernetes JSON schemas)"
+  python3 -m pip install -q kubernetes-validate==1.37.0
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+log "cargo test"
+# Benchmarks are not tests: they run with `cargo bench`.
+cargo test --workspace --lib --bins --tests --examples --locked
+cargo test --workspace --doc --locked
+log "cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+log "all checks passed"
