@@ -25,7 +25,11 @@
 //! ```
 
 #[doc(inline)]
-pub use kaniko_builder_core::{Digest, ImageRef, Manifest, Probe};
+pub use kaniko_builder_core::{
+    BuildConfig, BuildConfigBuilder, ContextSource, Digest, ImageRef, Manifest, Probe,
+};
+#[doc(inline)]
+pub use kaniko_builder_k8s::{BuildManifests, JobOptions};
 
 pub use kaniko_builder_core as core;
 pub use kaniko_builder_k8s as k8s;

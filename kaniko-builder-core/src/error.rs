@@ -121,6 +121,33 @@ pub enum Error {
         /// What is wrong with it.
         problem: DigestProblem,
     },
+    /// A build configuration field is invalid.
+    #[error("invalid build configuration: {field}: {problem}")]
+    InvalidConfig {
+        /// The field, as the builder's setter names it (`dockerfile`, `namespace`, `context`, ...).
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A key of the original tool's configuration (ConfigMap or environment) is absent or invalid.
+    #[error("invalid {key}: {problem}")]
+    InvalidSeedValue {
+        /// The key: `DOCKER_FILENAME`, `DOCKER_IMAGENAME`, `DOCKER_IMAGETAG` or `FORCE_BUILD`.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl Error {
+    /// The configuration field or seed key at fault, for the two configuration variants.
+    pub fn culprit(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidConfig { field, .. } => Some(field),
+            Self::InvalidSeedValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
 }
 
 /// `Result` with the core [`Error`].

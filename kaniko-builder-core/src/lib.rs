@@ -14,12 +14,16 @@
 //! # Ok::<(), kaniko_builder_core::Error>(())
 //! ```
 
+pub mod config;
 pub mod digest;
 pub mod error;
 pub mod image_ref;
 pub mod media_types;
 pub mod probe;
 
+pub use config::{
+    BuildConfig, BuildConfigBuilder, CacheConfig, ContextSource, SeedConfig, SnapshotMode, Verbosity,
+};
 pub use digest::{Digest, DigestAlgorithm};
 pub use error::{DigestProblem, Error, ReferenceProblem, Result};
 pub use image_ref::ImageRef;

@@ -1,4 +1,13 @@
-//! Kubernetes side of kaniko-builder. Manifest generation and the Job runner arrive with the
-//! manifests and orchestration work; today this crate only re-exports the core types it will use.
+//! Kubernetes side of kaniko-builder: [`manifest`] renders the typed objects of one build (pure,
+//! no IO); [`seed`] reads the original tool's configuration from the environment or a ConfigMap.
+//!
+//! This library enables no `k8s-openapi` version feature: the final binary picks the Kubernetes
+//! version (for example `k8s-openapi = { version = "0.29", features = ["v1_33"] }`).
 
+pub mod error;
+pub mod manifest;
+pub mod seed;
+
+pub use error::{Error, Result};
 pub use kaniko_builder_core as core;
+pub use manifest::{BuildManifests, Decision, JobOptions, Orchestrator, render};

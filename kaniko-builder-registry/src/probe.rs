@@ -29,9 +29,9 @@ impl RegistryClient {
             "/v2/{repository}/manifests/{}",
             image.manifest_reference()
         ));
-        let accept = ALL_MANIFESTS.join(", ");
+        let accept = accept_header();
         let resp = self
-            .send(&st, repository, || st.http.head(&url).header(ACCEPT, &accept))
+            .send(&st, repository, || st.http.head(&url).header(ACCEPT, accept))
             .await?;
         let status = resp.status();
         tracing::debug!(status = status.as_u16(), "manifest HEAD");
@@ -50,7 +50,7 @@ impl RegistryClient {
         let size = header(&resp, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok());
         let digest = match header(&resp, DIGEST_HEADER) {
             Some(value) => Digest::parse(&value).map_err(|e| bad_digest(&st, image, e.to_string()))?,
-            None => return self.probe_by_get(&st, image, &url, &accept).await,
+            None => return self.probe_by_get(&st, image, &url, accept).await,
         };
         check_pinned(&st, image, &digest)?;
         Ok(Probe::Exists(Manifest::new(digest, media_type, size)))
@@ -122,6 +122,12 @@ impl RegistryClient {
             .collect()
             .await
     }
+}
+
+/// The four manifest media types, joined once.
+fn accept_header() -> &'static str {
+    static ACCEPT_ALL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ACCEPT_ALL.get_or_init(|| ALL_MANIFESTS.join(", "))
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {

@@ -4,6 +4,7 @@
 //! in-process ones where they don't (a token issuer, stub HTTP servers for protocol corner cases).
 
 mod client;
+pub mod cluster;
 mod image;
 mod jwt;
 mod push;
@@ -16,6 +17,7 @@ mod tls;
 mod token_issuer;
 
 pub use client::{reqwest_client, rustls_client_config};
+pub use cluster::{TestCluster, TestClusterBuilder};
 pub use image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageSpec, LayerCompression, MANIFEST_ACCEPT, ManifestFormat,
     OCI_INDEX, OCI_MANIFEST, sha256_digest,

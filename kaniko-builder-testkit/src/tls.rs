@@ -56,18 +56,52 @@ impl TestCa {
     ///
     /// Returns (certificate PEM, PKCS#8 private key PEM).
     pub fn issue_server_cert(&self) -> (String, String) {
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("127.0.0.1 and localhost are valid subject alt names");
+        self.issue_server_cert_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// Issues a server certificate for `names` (IP addresses become IP SANs, anything else DNS
+    /// SANs); the first name is also the common name.
+    ///
+    /// Returns (certificate PEM, PKCS#8 private key PEM). Panics on a name that is neither an
+    /// IP address nor a valid DNS name.
+    pub fn issue_server_cert_for(&self, names: &[&str]) -> (String, String) {
+        let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(sans).expect("valid subject alt names");
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, "localhost");
+        name.push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
         params.distinguished_name = name;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().expect("generate a P-256 server key");
+        self.sign(&params, "server")
+    }
+
+    /// Issues a client certificate with subject CN=`common_name` and, if given,
+    /// O=`organization` (Kubernetes reads them as user name and group; rcgen keeps one value
+    /// per attribute type, so one group at most).
+    ///
+    /// Returns (certificate PEM, PKCS#8 private key PEM).
+    pub fn issue_client_cert(&self, common_name: &str, organization: Option<&str>) -> (String, String) {
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).expect("empty subject alt names are valid");
+        let mut name = DistinguishedName::new();
+        name.push(DnType::CommonName, common_name);
+        if let Some(org) = organization {
+            name.push(DnType::OrganizationName, org);
+        }
+        params.distinguished_name = name;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        self.sign(&params, "client")
+    }
+
+    /// Signs `params` with a fresh P-256 key; returns (certificate PEM, key PEM).
+    fn sign(&self, params: &CertificateParams, what: &str) -> (String, String) {
+        let key = KeyPair::generate().expect("generate a P-256 key");
         let cert = params
             .signed_by(&key, &self.issuer)
-            .expect("sign the server certificate");
+            .unwrap_or_else(|e| panic!("sign the {what} certificate: {e}"));
         (cert.pem(), key.serialize_pem())
     }
 }

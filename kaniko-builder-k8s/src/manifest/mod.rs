@@ -1,0 +1,390 @@
+//! Typed Kubernetes objects for one kaniko build, generated from a [`BuildConfig`](kaniko_builder_core::BuildConfig) and
+//! [`JobOptions`]. Pure: nothing here touches the network or the filesystem.
+//!
+//! ```
+//! use kaniko_builder_core::{BuildConfig, ImageRef};
+//! use kaniko_builder_k8s::manifest::{self, JobOptions};
+//!
+//! let config = BuildConfig::builder("registry.local:5000/team/app:v1".parse::<ImageRef>()?).build()?;
+//! let docker_config = br#"{"auths":{"registry.local:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
+//! let manifests = manifest::render(&config, &JobOptions::default(), Some(docker_config))?;
+//! assert_eq!(manifests.job_name(), config.job_name());
+//! let yaml = manifests.to_yaml()?;
+//! assert!(yaml.contains("kind: Job"));
+//! # Ok::<(), kaniko_builder_k8s::Error>(())
+//! ```
+//!
+//! # What is rendered, in apply order
+//! Namespace; the build Pod's ServiceAccount (no token, no permissions); the orchestrator's
+//! ServiceAccount, Role and RoleBinding; the `kubernetes.io/dockerconfigjson` Secret (only when
+//! credentials are given); the ConfigMap with the seed's keys; the `batch/v1` Job. The Namespace,
+//! ServiceAccounts, Role, RoleBinding and Secret are shared by the builds of a namespace; the
+//! ConfigMap (outside seed-compatible mode) and the Job belong to one build and carry the
+//! `app.kubernetes.io/instance=<job name>` and [`LABEL_IMAGE_HASH`] labels.
+//!
+//! # The contract between the containers
+//! A stand-in kubelet and the orchestrator rely on exactly this; change it only deliberately.
+//!
+//! **Volumes.** `docker-config`: the Secret, item `.dockerconfigjson` as `config.json`, mounted
+//! read-only at `/kaniko/.docker` in both containers (never inside the context; `optional` when
+//! no credentials were rendered, so a Secret created by hand as in the seed is still used).
+//! `kaniko-state`: an `emptyDir` at `/kaniko/state`, writable by `kaniko-init`, read-only in
+//! `image-builder`. `build-context` at `/workspace`: a `hostPath` (type `Directory`), a PVC
+//! (read-only, with `subPath`) or, for uploads, an `emptyDir` writable by `kaniko-init`; always
+//! read-only in `image-builder`; git and URL contexts have none (kaniko fetches them).
+//! Both containers use `terminationMessagePath: /dev/termination-log`, policy `File`.
+//!
+//! **`kaniko-init`** runs `["/busybox/sh", "-c", INIT_SCRIPT]` ([`scripts::INIT_SCRIPT`]) as uid
+//! 65532 with environment:
+//! `KB_DESTINATION` (the full normalised image reference), `FORCE_BUILD` (from the ConfigMap's
+//! key `FORCE_BUILD`, optional), `DOCKER_CONFIG=/kaniko/.docker`, `KB_INSECURE=true` (only when the
+//! destination registry is insecure or skips TLS verification), `KB_CONTEXT_KIND`
+//! (`hostpath|pvc|upload|git|url`); for uploads `KB_CONTEXT_BLOB` (rendered empty, see
+//! [`BuildManifests::with_context_blob`]); for git `KB_GIT_URL` and `KB_GIT_REF`
+//! (informational: kaniko clones the repository itself).
+//! 1. `FORCE_BUILD` in `Y y yes true 1` → build, reason `forced`; in `N n no false 0` or empty →
+//!    check; anything else → error.
+//! 2. Otherwise `crane digest [--insecure] "$KB_DESTINATION"`: a `sha256:` digest → skip with that
+//!    digest; an error mentioning `MANIFEST_UNKNOWN`, `NAME_UNKNOWN` or `404` → build, reason
+//!    `absent`; any other failure (401, 403, 429, 5xx, network) → error: never build blind.
+//! 3. The decision goes to `/kaniko/state/decision` (one JSON line).
+//! 4. Upload contexts, when building: with `KB_CONTEXT_BLOB` set, `crane blob
+//!    "<destination repository>@$KB_CONTEXT_BLOB"` is unpacked (`tar -xz`) into `/workspace`;
+//!    otherwise the script waits for the orchestrator's `exec` upload to create
+//!    `/workspace/.kb-upload-complete`, then deletes the marker so it never enters the image.
+//! 5. The decision is written to `/dev/termination-log` and the script exits 0 — a skip is a
+//!    success, not a failed Pod. An error writes `{"decision":"error","message":"…"}` there and
+//!    exits 1 (the Job fails, backoffLimit 0).
+//!
+//! Decisions ([`Decision`]): `{"decision":"skip","digest":"sha256:…"}`,
+//! `{"decision":"build","reason":"absent"}`, `{"decision":"build","reason":"forced"}`.
+//!
+//! **`image-builder`** runs `["/busybox/sh", "-c", BUILDER_WRAPPER, "kaniko", <kaniko args…>]`
+//! ([`scripts::BUILDER_WRAPPER`]) with `DOCKER_CONFIG=/kaniko/.docker` (and `GIT_PULL_METHOD=http`
+//! for `http://` git contexts). A `skip` decision is copied to its `/dev/termination-log` and it
+//! exits 0; a `build` decision `exec`s `/kaniko/executor "$@"`; no decision exits 1. The kaniko
+//! arguments ([`kaniko_args`]) are one `--flag=value` (or bare `--flag`) per element, in this
+//! order: `--context=` (`dir:///workspace`, `git://host/path[#ref]` or the URL),
+//! `--context-sub-path=` (git), `--dockerfile=`, `--destination=` (one per destination, the image
+//! first), `--build-arg=K=V`, `--target=`, `--label=K=V`, `--digest-file=/dev/termination-log`,
+//! `--cache=true`, `--cache-repo=`, `--cache-ttl=` (Go duration), `--insecure-registry=`,
+//! `--skip-tls-verify-registry=`, `--registry-mirror=`, `--snapshot-mode=`, `--reproducible`,
+//! `--push-retry=`, `--verbosity=`. After a build, the termination message is the pushed
+//! `sha256:` digest.
+//!
+//! Credentials live only in the Secret, base64-encoded as Kubernetes requires: never in an
+//! environment variable, an argument, the ConfigMap, an annotation or the context volume.
+
+mod args;
+mod options;
+mod render;
+pub mod scripts;
+mod validate;
+
+use std::fmt;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kaniko_builder_core::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub use args::kaniko_args;
+pub use render::render;
+
+pub use options::{
+    DEFAULT_ACTIVE_DEADLINE, DEFAULT_BUILD_SERVICE_ACCOUNT, DEFAULT_EXECUTOR_IMAGE, DEFAULT_INIT_IMAGE,
+    DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT, DEFAULT_SECRET_NAME, DEFAULT_TTL_AFTER_FINISHED, INIT_UID,
+    JobOptions, ORCHESTRATOR_ROLE, Orchestrator, SEED_CONFIG_MAP_NAME,
+};
+
+/// The init container's name (the seed's).
+pub const INIT_CONTAINER: &str = "kaniko-init";
+/// The main container's name (the seed's).
+pub const BUILDER_CONTAINER: &str = "image-builder";
+/// Where both containers find the docker `config.json` (kaniko's `DOCKER_CONFIG`).
+pub const DOCKER_CONFIG_DIR: &str = "/kaniko/.docker";
+/// The directory the containers share.
+pub const STATE_DIR: &str = "/kaniko/state";
+/// The file holding the init container's decision.
+pub const DECISION_FILE: &str = "/kaniko/state/decision";
+/// Where the build context is mounted.
+pub const CONTEXT_DIR: &str = "/workspace";
+/// The marker an `exec` upload creates when the context is complete.
+pub const UPLOAD_MARKER: &str = "/workspace/.kb-upload-complete";
+/// Both containers' termination message path; kaniko's `--digest-file` points here.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// The Secret key holding the docker `config.json`.
+pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
+/// The Secret type for a docker `config.json`.
+pub const DOCKER_CONFIG_SECRET_TYPE: &str = "kubernetes.io/dockerconfigjson";
+
+/// `app.kubernetes.io/name`, always `kaniko-builder` unless overridden.
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+/// `app.kubernetes.io/managed-by`, always `kaniko-builder` unless overridden.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// `app.kubernetes.io/instance`: the Job name, on a build's own objects.
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+/// `app.kubernetes.io/component`: what the object is for.
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// The first 40 hex digits of the sha256 of the normalised image reference, so an orchestrator
+/// finds the builds of an image by label.
+pub const LABEL_IMAGE_HASH: &str = "kaniko-builder.io/image-hash";
+/// Annotation holding the normalised image reference.
+pub const ANNOTATION_IMAGE: &str = "kaniko-builder.io/image";
+/// Annotation holding the full build hash (`sha256:…`) behind the Job name.
+pub const ANNOTATION_BUILD_HASH: &str = "kaniko-builder.io/build-hash";
+const APP: &str = "kaniko-builder";
+const IMAGE_HASH_LEN: usize = 40;
+
+const VOLUME_DOCKER_CONFIG: &str = "docker-config";
+const VOLUME_STATE: &str = "kaniko-state";
+const VOLUME_CONTEXT: &str = "build-context";
+
+/// What `kaniko-init` decided, as written to `/kaniko/state/decision` and the termination log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Decision {
+    /// The image exists with this digest; nothing is built.
+    Skip {
+        /// The digest the registry reported.
+        digest: Digest,
+    },
+    /// kaniko builds and pushes.
+    Build {
+        /// Why.
+        reason: BuildReason,
+    },
+    /// The check could not tell (auth, network, registry error); the Pod failed.
+    Error {
+        /// The init script's message, quotes and backslashes removed.
+        message: String,
+    },
+}
+
+/// Why a build runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BuildReason {
+    /// The registry said the tag does not exist.
+    Absent,
+    /// `FORCE_BUILD` asked for it.
+    Forced,
+}
+
+impl Decision {
+    /// Parses a termination message or decision file; `None` when it is not a decision (after a
+    /// build, `image-builder`'s termination message is the pushed digest instead).
+    pub fn parse(message: &str) -> Option<Self> {
+        serde_json::from_str(message.trim()).ok()
+    }
+}
+
+/// Every object of one build. Fields are public for callers that apply them one by one;
+/// [`objects`](Self::objects) lists them in apply order. `Debug` redacts the Secret's data.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct BuildManifests {
+    /// The build namespace.
+    pub namespace: Namespace,
+    /// The build Pod's ServiceAccount; `None` when the options name an existing one.
+    pub service_account: Option<ServiceAccount>,
+    /// The orchestrator's ServiceAccount, when it is one generated in the build namespace.
+    pub orchestrator_service_account: Option<ServiceAccount>,
+    /// The orchestrator's Role, when an orchestrator is configured.
+    pub role: Option<Role>,
+    /// The binding of [`role`](Self::role) to the orchestrator.
+    pub role_binding: Option<RoleBinding>,
+    /// The docker `config.json`, when credentials were given.
+    pub secret: Option<Secret>,
+    /// The seed's keys for this build.
+    pub config_map: ConfigMap,
+    /// The build.
+    pub job: Job,
+}
+
+/// One object of [`BuildManifests`], borrowed; serialises as the object itself.
+#[derive(Clone, Copy, Serialize)]
+#[serde(untagged)]
+#[non_exhaustive]
+pub enum Object<'a> {
+    /// A Namespace.
+    Namespace(&'a Namespace),
+    /// A ServiceAccount.
+    ServiceAccount(&'a ServiceAccount),
+    /// A Role.
+    Role(&'a Role),
+    /// A RoleBinding.
+    RoleBinding(&'a RoleBinding),
+    /// A Secret.
+    Secret(&'a Secret),
+    /// A ConfigMap.
+    ConfigMap(&'a ConfigMap),
+    /// A Job.
+    Job(&'a Job),
+}
+
+impl Object<'_> {
+    /// The object's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Namespace(_) => "Namespace",
+            Self::ServiceAccount(_) => "ServiceAccount",
+            Self::Role(_) => "Role",
+            Self::RoleBinding(_) => "RoleBinding",
+            Self::Secret(_) => "Secret",
+            Self::ConfigMap(_) => "ConfigMap",
+            Self::Job(_) => "Job",
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Self::Namespace(o) => &o.metadata,
+            Self::ServiceAccount(o) => &o.metadata,
+            Self::Role(o) => &o.metadata,
+            Self::RoleBinding(o) => &o.metadata,
+            Self::Secret(o) => &o.metadata,
+            Self::ConfigMap(o) => &o.metadata,
+            Self::Job(o) => &o.metadata,
+        }
+    }
+
+    /// The object as JSON, as the API server receives it.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] if serialisation fails (it does not for these types).
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self).map_err(|e| Error::Serialize(Box::new(e)))
+    }
+}
+
+impl fmt::Debug for Object<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secret(s) => fmt::Debug::fmt(&RedactedSecret(s), f),
+            other => write!(f, "{}({:?})", other.kind(), other.metadata().name),
+        }
+    }
+}
+
+struct RedactedSecret<'a>(&'a Secret);
+
+impl fmt::Debug for RedactedSecret<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&String> = self.0.data.iter().flatten().map(|(k, _)| k).collect();
+        f.debug_struct("Secret")
+            .field("metadata", &self.0.metadata)
+            .field("type_", &self.0.type_)
+            .field(
+                "data",
+                &format_args!("<{} key(s) redacted: {keys:?}>", keys.len()),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for BuildManifests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildManifests")
+            .field("namespace", &self.namespace)
+            .field("service_account", &self.service_account)
+            .field("orchestrator_service_account", &self.orchestrator_service_account)
+            .field("role", &self.role)
+            .field("role_binding", &self.role_binding)
+            .field("secret", &self.secret.as_ref().map(RedactedSecret))
+            .field("config_map", &self.config_map)
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+impl BuildManifests {
+    /// Every object, in the order to apply them.
+    pub fn objects(&self) -> Vec<Object<'_>> {
+        let mut out = vec![Object::Namespace(&self.namespace)];
+        out.extend(self.service_account.iter().map(Object::ServiceAccount));
+        out.extend(
+            self.orchestrator_service_account
+                .iter()
+                .map(Object::ServiceAccount),
+        );
+        out.extend(self.role.iter().map(Object::Role));
+        out.extend(self.role_binding.iter().map(Object::RoleBinding));
+        out.extend(self.secret.iter().map(Object::Secret));
+        out.push(Object::ConfigMap(&self.config_map));
+        out.push(Object::Job(&self.job));
+        out
+    }
+
+    /// The Job's name.
+    pub fn job_name(&self) -> &str {
+        self.job.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The build namespace.
+    pub fn namespace_name(&self) -> &str {
+        self.namespace.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Multi-document YAML (`---` between documents, apply order) that `kubectl apply -f -`
+    /// accepts.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] if serialisation fails.
+    pub fn to_yaml(&self) -> Result<String> {
+        to_yaml(self)
+    }
+
+    /// Sets `KB_CONTEXT_BLOB` on `kaniko-init`: the digest of a gzipped tar of the context that
+    /// the orchestrator pushed as a blob to the destination repository. Do this before creating
+    /// the Job; without it the init container waits for an `exec` upload.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when the build's context is not an upload.
+    pub fn with_context_blob(mut self, digest: &Digest) -> Result<Self> {
+        let env = self
+            .job
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|s| s.init_containers.as_mut())
+            .and_then(|c| c.iter_mut().find(|c| c.name == INIT_CONTAINER))
+            .and_then(|c| c.env.as_mut())
+            .and_then(|env| env.iter_mut().find(|e| e.name == "KB_CONTEXT_BLOB"));
+        match env {
+            Some(var) => {
+                var.value = Some(digest.to_string());
+                Ok(self)
+            }
+            None => Err(Error::InvalidOption {
+                option: "context_blob",
+                problem: "the build context is not an upload".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Writes `manifests` as multi-document YAML with serde-saphyr; see [`BuildManifests::to_yaml`].
+///
+/// # Errors
+/// [`Error::Serialize`] if serialisation fails.
+pub fn to_yaml(manifests: &BuildManifests) -> Result<String> {
+    let mut out = String::new();
+    for (i, object) in manifests.objects().iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(object).map_err(|e| Error::Serialize(Box::new(e)))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

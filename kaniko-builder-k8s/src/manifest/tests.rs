@@ -1,0 +1,684 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+use k8s_openapi::api::rbac::v1::PolicyRule;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kaniko_builder_core::config::ContextSource;
+use kaniko_builder_core::config::{CacheConfig, SnapshotMode, Verbosity};
+use kaniko_builder_core::{BuildConfig, BuildConfigBuilder, ImageRef};
+use rstest::rstest;
+
+use super::*;
+
+const PASSWORD: &str = "hunter2-unit-Zq9";
+
+fn docker_config() -> Vec<u8> {
+    format!(r#"{{"auths":{{"registry.local:5000":{{"username":"ci","password":"{PASSWORD}"}}}}}}"#)
+        .into_bytes()
+}
+
+fn builder(image: &str) -> BuildConfigBuilder {
+    BuildConfig::builder(ImageRef::parse(image).expect("test image"))
+}
+
+fn config() -> BuildConfig {
+    builder("registry.local:5000/team/app:v1").build().expect("valid")
+}
+
+fn pod(m: &BuildManifests) -> &PodSpec {
+    m.job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("job has a pod spec")
+}
+
+fn init(m: &BuildManifests) -> &Container {
+    &pod(m).init_containers.as_ref().expect("init containers")[0]
+}
+
+fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+#[rstest]
+#[case::hostpath(ContextSource::HostPath("/srv/ctx".into()), &["--context=dir:///workspace"])]
+#[case::upload(ContextSource::LocalDir("./ctx".into()), &["--context=dir:///workspace"])]
+#[case::pvc(ContextSource::Pvc { claim: "c".into(), sub_path: Some("a".into()) }, &["--context=dir:///workspace"])]
+#[case::git(
+    ContextSource::Git { url: "https://git.example/org/r.git".into(), reference: Some("refs/heads/main".into()), sub_path: Some("app".into()) },
+    &["--context=git://git.example/org/r.git#refs/heads/main", "--context-sub-path=app"],
+)]
+#[case::git_no_ref(ContextSource::Git { url: "http://git.local/r.git".into(), reference: None, sub_path: None }, &["--context=git://git.local/r.git"])]
+#[case::url(ContextSource::Url("s3://bucket/ctx.tar.gz".into()), &["--context=s3://bucket/ctx.tar.gz"])]
+fn context_args(#[case] context: ContextSource, #[case] expected: &[&str]) {
+    let c = builder("registry.local:5000/team/app:v1")
+        .context(context)
+        .build()
+        .expect("valid");
+    let args = kaniko_args(&c);
+    assert_eq!(&args[..expected.len()], expected);
+    assert_eq!(args[expected.len()], "--dockerfile=Dockerfile");
+}
+
+#[test]
+fn all_args_in_order() {
+    let c = builder("registry.local:5000/team/app:v1")
+        .destination(ImageRef::parse("registry.local:5000/team/app:latest").expect("ref"))
+        .build_arg("B", "2")
+        .build_arg("A", "1 2=3")
+        .target("final")
+        .label("org.example.k", "v")
+        .cache(CacheConfig {
+            repo: Some("registry.local:5000/cache".into()),
+            ttl: Some(Duration::from_secs(90 * 60)),
+        })
+        .insecure_registry("registry.local:5000")
+        .skip_tls_verify_registry("other.io")
+        .registry_mirror("mirror.gcr.io")
+        .snapshot_mode(SnapshotMode::Redo)
+        .reproducible(true)
+        .push_retry(2)
+        .verbosity(Verbosity::Debug)
+        .build()
+        .expect("valid");
+    assert_eq!(
+        kaniko_args(&c),
+        [
+            "--context=dir:///workspace",
+            "--dockerfile=Dockerfile",
+            "--destination=registry.local:5000/team/app:v1",
+            "--destination=registry.local:5000/team/app:latest",
+            "--build-arg=A=1 2=3",
+            "--build-arg=B=2",
+            "--target=final",
+            "--label=org.example.k=v",
+            "--digest-file=/dev/termination-log",
+            "--cache=true",
+            "--cache-repo=registry.local:5000/cache",
+            "--cache-ttl=90m",
+            "--insecure-registry=registry.local:5000",
+            "--skip-tls-verify-registry=other.io",
+            "--registry-mirror=mirror.gcr.io",
+            "--snapshot-mode=redo",
+            "--reproducible",
+            "--push-retry=2",
+            "--verbosity=debug",
+        ]
+    );
+}
+
+#[test]
+fn debug_never_prints_the_credentials() {
+    let m = render(&config(), &JobOptions::default(), Some(&docker_config())).expect("render");
+    let debug = format!("{m:?}");
+    assert!(!debug.contains(PASSWORD), "{debug}");
+    assert!(debug.contains("redacted"), "{debug}");
+    // Not even as the bytes ByteString's own Debug would print.
+    let bytes = format!("{:?}", PASSWORD.as_bytes());
+    assert!(!debug.contains(&bytes[1..bytes.len() - 1]));
+    for object in m.objects() {
+        assert!(!format!("{object:?}").contains(PASSWORD));
+    }
+    let err = render(
+        &config(),
+        &JobOptions::default(),
+        Some(b"{\"auths\": [\"hunter2\""),
+    )
+    .expect_err("bad");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[rstest]
+#[case::not_json(b"not json".as_slice())]
+#[case::array(b"[]".as_slice())]
+#[case::no_auths(b"{}".as_slice())]
+#[case::auths_not_object(br#"{"auths":[]}"#.as_slice())]
+fn docker_config_must_have_auths(#[case] json: &[u8]) {
+    let err = render(&config(), &JobOptions::default(), Some(json)).expect_err("invalid");
+    assert!(matches!(err, Error::InvalidDockerConfig { .. }), "{err:?}");
+}
+
+#[test]
+fn shapes_of_the_default_render() {
+    let m = render(&config(), &JobOptions::default(), Some(&docker_config())).expect("render");
+    let kinds: Vec<&str> = m.objects().iter().map(Object::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "ConfigMap",
+            "Job"
+        ]
+    );
+    assert_eq!(m.namespace_name(), "kaniko");
+    assert_eq!(m.job_name(), config().job_name());
+    let spec = m.job.spec.as_ref().expect("spec");
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.active_deadline_seconds, Some(1800));
+    assert_eq!(spec.ttl_seconds_after_finished, Some(3600));
+    let p = pod(&m);
+    assert_eq!(p.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(p.service_account_name.as_deref(), Some("kaniko-builder"));
+    assert_eq!(p.automount_service_account_token, Some(false));
+    assert_eq!(p.containers[0].name, "image-builder");
+    assert_eq!(init(&m).name, "kaniko-init");
+    assert_eq!(
+        env_value(init(&m), "KB_DESTINATION"),
+        Some("registry.local:5000/team/app:v1")
+    );
+    assert_eq!(env_value(init(&m), "KB_CONTEXT_KIND"), Some("hostpath"));
+    assert_eq!(env_value(init(&m), "KB_INSECURE"), None);
+    let secret = m.secret.as_ref().expect("secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    assert_eq!(
+        secret.data.as_ref().expect("data")[".dockerconfigjson"].0,
+        docker_config()
+    );
+    let labels = m.job.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels[LABEL_INSTANCE], m.job_name());
+    assert_eq!(labels[LABEL_IMAGE_HASH].len(), 40);
+    assert_eq!(labels[LABEL_NAME], "kaniko-builder");
+    assert_eq!(labels[LABEL_MANAGED_BY], "kaniko-builder");
+    // Shared objects do not carry one build's instance label.
+    let ns_labels = m.namespace.metadata.labels.as_ref().expect("labels");
+    assert!(!ns_labels.contains_key(LABEL_INSTANCE));
+}
+
+#[test]
+fn without_credentials_no_secret_and_an_optional_mount() {
+    let m = render(&config(), &JobOptions::default(), None).expect("render");
+    assert!(m.secret.is_none());
+    let volume = &pod(&m).volumes.as_ref().expect("volumes")[0];
+    let secret = volume.secret.as_ref().expect("secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("docker-config-secret"));
+    assert_eq!(secret.optional, Some(true));
+}
+
+#[test]
+fn insecure_destination_sets_kb_insecure() {
+    let c = builder("registry.local:5000/team/app:v1")
+        .skip_tls_verify_registry("registry.local:5000")
+        .build()
+        .expect("valid");
+    let m = render(&c, &JobOptions::default(), None).expect("render");
+    assert_eq!(env_value(init(&m), "KB_INSECURE"), Some("true"));
+}
+
+#[test]
+fn rbac_is_least_privilege() {
+    let m = render(&config(), &JobOptions::default(), None).expect("render");
+    let rules = m.role.as_ref().and_then(|r| r.rules.as_ref()).expect("rules");
+    let find = |resource: &str| -> Vec<&PolicyRule> {
+        rules
+            .iter()
+            .filter(|r| r.resources.iter().flatten().any(|x| x == resource))
+            .collect()
+    };
+    assert!(find("pods/exec").is_empty(), "exec only with exec_upload");
+    assert_eq!(
+        find("jobs")[0].verbs,
+        ["create", "get", "list", "watch", "delete"]
+    );
+    assert_eq!(find("pods")[0].verbs, ["get", "list", "watch"]);
+    let secrets = find("secrets");
+    assert_eq!(secrets.len(), 2);
+    assert_eq!(
+        secrets[1].resource_names.as_deref(),
+        Some(["docker-config-secret".to_owned()].as_slice())
+    );
+    assert!(rules.iter().all(|r| {
+        !r.verbs.iter().any(|v| v == "*" || v == "update" || v == "list")
+            || r.resources
+                .iter()
+                .flatten()
+                .any(|x| x == "jobs" || x == "pods" || x == "events")
+    }));
+    let binding = m.role_binding.as_ref().expect("binding");
+    let subject = &binding.subjects.as_ref().expect("subjects")[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.name.as_str()),
+        ("ServiceAccount", "kaniko-builder-orchestrator")
+    );
+    assert_eq!(subject.namespace.as_deref(), Some("kaniko"));
+
+    let m = render(&config(), &JobOptions::default().exec_upload(true), None).expect("render");
+    let rules = m.role.as_ref().and_then(|r| r.rules.as_ref()).expect("rules");
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.resources.iter().flatten().any(|x| x == "pods/exec") && r.verbs == ["create"])
+    );
+
+    let m = render(&config(), &JobOptions::default().orchestrator(None), None).expect("render");
+    assert!(m.role.is_none() && m.role_binding.is_none() && m.orchestrator_service_account.is_none());
+
+    let m = render(
+        &config(),
+        &JobOptions::default().orchestrator(Some(Orchestrator::User("alice".into()))),
+        None,
+    )
+    .expect("render");
+    assert!(m.orchestrator_service_account.is_none());
+    let subject = &m
+        .role_binding
+        .as_ref()
+        .and_then(|b| b.subjects.as_ref())
+        .expect("subjects")[0];
+    assert_eq!(subject.kind, "User");
+    assert_eq!(subject.api_group.as_deref(), Some("rbac.authorization.k8s.io"));
+}
+
+#[test]
+fn existing_service_account_is_not_generated() {
+    let m = render(
+        &config(),
+        &JobOptions::default().service_account_name("pusher"),
+        None,
+    )
+    .expect("render");
+    assert!(m.service_account.is_none());
+    assert_eq!(pod(&m).service_account_name.as_deref(), Some("pusher"));
+}
+
+#[test]
+fn seed_compatible_names() {
+    let m = render(&config(), &JobOptions::default().seed_compatible(true), None).expect("render");
+    assert_eq!(
+        m.config_map.metadata.name.as_deref(),
+        Some("my-kaniko-builder-configmap")
+    );
+    assert!(
+        !m.config_map
+            .metadata
+            .labels
+            .as_ref()
+            .expect("labels")
+            .contains_key(LABEL_INSTANCE)
+    );
+    assert_eq!(m.namespace_name(), "kaniko");
+    let c = builder("registry.local:5000/team/app:v1")
+        .namespace("builds")
+        .build()
+        .expect("valid");
+    let err = render(&c, &JobOptions::default().seed_compatible(true), None).expect_err("conflict");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "seed_compatible",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = render(
+        &config(),
+        &JobOptions::default().seed_compatible(true).secret_name("x"),
+        None,
+    )
+    .expect_err("conflict");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidOption {
+                option: "secret_name",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+fn quantity(cpu: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        limits: Some(BTreeMap::from([("cpu".to_owned(), Quantity(cpu.to_owned()))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+#[rstest]
+#[case::executor_image(JobOptions::default().executor_image("Bad Image"), "executor_image")]
+#[case::init_image(JobOptions::default().init_image(""), "init_image")]
+#[case::quantity(JobOptions::default().executor_resources(quantity("two")), "executor_resources.limits.cpu")]
+#[case::negative(JobOptions::default().init_resources(quantity("-1")), "init_resources.limits.cpu")]
+#[case::node_selector(JobOptions::default().node_selector("a b", "c"), "node_selector")]
+#[case::pull_secret(JobOptions::default().image_pull_secret("Bad"), "image pull secret")]
+#[case::label_value(JobOptions::default().label("team", "a b"), "team")]
+#[case::reserved_label(JobOptions::default().label(LABEL_INSTANCE, "x"), "label")]
+#[case::annotation(JobOptions::default().annotation("bad key", "x"), "bad key")]
+#[case::deadline(JobOptions::default().active_deadline(Duration::ZERO), "active_deadline")]
+#[case::ttl(JobOptions::default().ttl_after_finished(Duration::from_secs(u64::MAX)), "ttl_after_finished")]
+#[case::secret_name(JobOptions::default().secret_name("Secret"), "secret")]
+#[case::config_map_name(JobOptions::default().config_map_name("a_b"), "configmap")]
+#[case::service_account(JobOptions::default().service_account_name("SA"), "service account")]
+#[case::orchestrator(JobOptions::default().orchestrator(Some(Orchestrator::ServiceAccount("O".into()))), "orchestrator")]
+#[case::orchestrator_ns(JobOptions::default().orchestrator(Some(Orchestrator::ExternalServiceAccount { namespace: "A".into(), name: "o".into() })), "orchestrator namespace")]
+#[case::user(JobOptions::default().orchestrator(Some(Orchestrator::User(String::new()))), "orchestrator")]
+fn invalid_options_are_named(#[case] options: JobOptions, #[case] culprit: &str) {
+    let err = render(&config(), &options, None).expect_err("invalid");
+    assert!(err.is_invalid_input());
+    assert!(err.to_string().contains(culprit), "{err}");
+}
+
+#[test]
+fn context_blob_is_set_only_for_uploads() {
+    let digest = Digest::sha256(b"context");
+    let upload = builder("registry.local:5000/team/app:v1")
+        .context(ContextSource::LocalDir(PathBuf::from("ctx")))
+        .build()
+        .expect("valid");
+    let m = render(&upload, &JobOptions::default(), None).expect("render");
+    assert_eq!(env_value(init(&m), "KB_CONTEXT_BLOB"), Some(""));
+    let m = m.with_context_blob(&digest).expect("upload");
+    assert_eq!(
+        env_value(init(&m), "KB_CONTEXT_BLOB"),
+        Some(digest.to_string().as_str())
+    );
+    let m = render(&config(), &JobOptions::default(), None).expect("render");
+    assert!(m.with_context_blob(&digest).is_err());
+}
+
+#[rstest]
+#[case(r#"{"decision":"skip","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}"#, Some(Decision::Skip { digest: Digest::sha256(b"foo") }))]
+#[case(r#"{"decision":"build","reason":"absent"}"#, Some(Decision::Build { reason: BuildReason::Absent }))]
+#[case("{\"decision\":\"build\",\"reason\":\"forced\"}\n", Some(Decision::Build { reason: BuildReason::Forced }))]
+#[case(r#"{"decision":"error","message":"401"}"#, Some(Decision::Error { message: "401".into() }))]
+#[case(
+    "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+    None
+)]
+#[case(r#"{"decision":"skip","digest":"sha256:bad"}"#, None)]
+fn decisions_parse(#[case] message: &str, #[case] expected: Option<Decision>) {
+    assert_eq!(Decision::parse(message), expected);
+}
+
+#[test]
+fn yaml_round_trips_to_the_same_objects() {
+    let c = builder("registry.local:5000/team/app:v1")
+        .force(true)
+        .build_arg("QUOTED", "it's \"quoted\": yes")
+        .build()
+        .expect("valid");
+    let m = render(&c, &JobOptions::default(), Some(&docker_config())).expect("render");
+    let yaml = m.to_yaml().expect("yaml");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("parse back");
+    let expected: Vec<serde_json::Value> = m.objects().iter().map(|o| o.to_json().expect("json")).collect();
+    assert_eq!(docs, expected);
+    // YAML 1.1 readers (kubectl) must see FORCE_BUILD as the string "Y", not a boolean.
+    assert!(
+        yaml.contains("FORCE_BUILD: 'Y'") || yaml.contains("FORCE_BUILD: \"Y\""),
+        "{yaml}"
+    );
+}
+
+/// Runs the real scripts with `sh`, a fake `crane` and the paths moved into a temporary directory.
+mod scripts_run {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    use super::super::scripts::{BUILDER_WRAPPER, INIT_SCRIPT};
+
+    const DIGEST: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+    struct Sandbox {
+        dir: tempfile::TempDir,
+    }
+
+    impl Sandbox {
+        /// `crane` prints `stdout`, `stderr` and exits with `code`; it logs its arguments.
+        fn new(stdout: &str, stderr: &str, code: i32) -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            for sub in ["bin", "state", "workspace"] {
+                fs::create_dir(dir.path().join(sub)).expect("mkdir");
+            }
+            let crane = format!(
+                "#!/bin/sh\necho \"$@\" >> '{log}'\nif [ \"$1\" = blob ]; then cat '{blob}'; exit 0; fi\nprintf '%s' '{stdout}'\nprintf '%s' '{stderr}' >&2\nexit {code}\n",
+                log = dir.path().join("crane.log").display(),
+                blob = dir.path().join("blob.tar.gz").display(),
+            );
+            let path = dir.path().join("bin/crane");
+            fs::write(&path, crane).expect("write crane");
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+            Self { dir }
+        }
+
+        fn path(&self, p: &str) -> std::path::PathBuf {
+            self.dir.path().join(p)
+        }
+
+        fn localise(&self, script: &str) -> String {
+            script
+                .replace("/kaniko/state", &self.path("state").display().to_string())
+                .replace("/dev/termination-log", &self.path("term").display().to_string())
+                .replace("/workspace", &self.path("workspace").display().to_string())
+                .replace(
+                    "/kaniko/executor",
+                    &self.path("bin/executor").display().to_string(),
+                )
+        }
+
+        fn run_init(&self, env: &[(&str, &str)]) -> Output {
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(self.localise(INIT_SCRIPT)).env_clear();
+            cmd.env("PATH", format!("{}:/usr/bin:/bin", self.path("bin").display()));
+            cmd.env("KB_DESTINATION", "registry.local:5000/team/app:v1");
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.output().expect("run sh")
+        }
+
+        fn read(&self, p: &str) -> String {
+            fs::read_to_string(self.path(p)).unwrap_or_default()
+        }
+    }
+
+    fn sh_available() -> bool {
+        Path::new("/bin/sh").exists()
+    }
+
+    #[test]
+    fn existing_image_is_a_clean_skip() {
+        if !sh_available() {
+            return;
+        }
+        let s = Sandbox::new(&format!("{DIGEST}\n"), "", 0);
+        let out = s.run_init(&[("FORCE_BUILD", "N")]);
+        assert!(out.status.success(), "{out:?}");
+        let expected = format!(r#"{{"decision":"skip","digest":"{DIGEST}"}}"#);
+        assert_eq!(s.read("term"), expected);
+        assert_eq!(s.read("state/decision").trim_end(), expected);
+        assert_eq!(
+            s.read("crane.log").trim(),
+            "digest registry.local:5000/team/app:v1"
+        );
+    }
+
+    #[test]
+    fn absent_image_builds() {
+        if !sh_available() {
+            return;
+        }
+        for stderr in [
+            "Error: GET https://r/v2/x/manifests/v1: MANIFEST_UNKNOWN: manifest unknown",
+            "Error: NAME_UNKNOWN: repository name not known to registry",
+            "Error: HEAD https://r/v2/x/manifests/v1: unexpected status code 404 Not Found (HEAD responses have no body, use GET for details)",
+        ] {
+            let s = Sandbox::new("", stderr, 1);
+            let out = s.run_init(&[]);
+            assert!(out.status.success(), "{stderr}: {out:?}");
+            assert_eq!(s.read("term"), r#"{"decision":"build","reason":"absent"}"#);
+        }
+    }
+
+    #[test]
+    fn cannot_tell_fails_loudly() {
+        if !sh_available() {
+            return;
+        }
+        for stderr in [
+            "Error: GET https://r/v2/: unexpected status code 401 Unauthorized: UNAUTHORIZED",
+            "Error: unexpected status code 403 Forbidden",
+            "Error: unexpected status code 429 Too Many Requests",
+            "Error: unexpected status code 503 Service Unavailable",
+            "Error: Get \"https://r/v2/\": dial tcp: lookup r: no such host",
+            "Error: digest 4040404",
+        ] {
+            let s = Sandbox::new("", stderr, 1);
+            let out = s.run_init(&[]);
+            assert_eq!(out.status.code(), Some(1), "{stderr}: {out:?}");
+            assert!(s.read("state/decision").is_empty(), "{stderr}");
+            let term = s.read("term");
+            assert!(
+                term.starts_with(r#"{"decision":"error","message":"cannot tell whether"#),
+                "{term}"
+            );
+            assert!(serde_json::from_str::<serde_json::Value>(&term).is_ok(), "{term}");
+        }
+        // A success that prints no digest is not trusted either.
+        let s = Sandbox::new("garbage", "", 0);
+        assert_eq!(s.run_init(&[]).status.code(), Some(1));
+    }
+
+    #[test]
+    fn force_skips_the_check() {
+        if !sh_available() {
+            return;
+        }
+        for value in ["Y", "y", "yes", "true", "1", " Y "] {
+            let s = Sandbox::new("", "crane must not run", 1);
+            let out = s.run_init(&[("FORCE_BUILD", value)]);
+            assert!(out.status.success(), "{value}: {out:?}");
+            assert_eq!(s.read("term"), r#"{"decision":"build","reason":"forced"}"#);
+            assert!(s.read("crane.log").is_empty());
+        }
+        let s = Sandbox::new(DIGEST, "", 0);
+        let out = s.run_init(&[("FORCE_BUILD", "maybe")]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(s.read("term").contains("FORCE_BUILD=maybe"));
+    }
+
+    #[test]
+    fn insecure_passes_the_flag() {
+        if !sh_available() {
+            return;
+        }
+        let s = Sandbox::new(DIGEST, "", 0);
+        assert!(s.run_init(&[("KB_INSECURE", "true")]).status.success());
+        assert_eq!(
+            s.read("crane.log").trim(),
+            "digest --insecure registry.local:5000/team/app:v1"
+        );
+    }
+
+    #[test]
+    fn upload_waits_for_the_marker_and_removes_it() {
+        if !sh_available() {
+            return;
+        }
+        let s = Sandbox::new("", "MANIFEST_UNKNOWN", 1);
+        fs::write(s.path("workspace/.kb-upload-complete"), "").expect("marker");
+        fs::write(s.path("workspace/Dockerfile"), "FROM scratch").expect("file");
+        let out = s.run_init(&[("KB_CONTEXT_KIND", "upload"), ("KB_CONTEXT_BLOB", "")]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!s.path("workspace/.kb-upload-complete").exists());
+        assert!(s.path("workspace/Dockerfile").exists());
+    }
+
+    #[test]
+    fn upload_blob_is_fetched_and_unpacked() {
+        if !sh_available() || Command::new("tar").arg("--version").output().is_err() {
+            return;
+        }
+        let s = Sandbox::new("", "MANIFEST_UNKNOWN", 1);
+        let src = s.path("src");
+        fs::create_dir(&src).expect("mkdir");
+        fs::write(src.join("Dockerfile"), "FROM scratch").expect("file");
+        let status = Command::new("tar")
+            .arg("-czf")
+            .arg(s.path("blob.tar.gz"))
+            .arg("-C")
+            .arg(&src)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(status.success());
+        let blob = format!("sha256:{}", "ab".repeat(32));
+        let out = s.run_init(&[("KB_CONTEXT_KIND", "upload"), ("KB_CONTEXT_BLOB", &blob)]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(s.read("workspace/Dockerfile"), "FROM scratch");
+        assert!(
+            s.read("crane.log")
+                .contains(&format!("blob registry.local:5000/team/app@{blob}"))
+        );
+        // A skip never waits for, nor fetches, the context.
+        let s = Sandbox::new(DIGEST, "", 0);
+        let out = s.run_init(&[("KB_CONTEXT_KIND", "upload"), ("KB_CONTEXT_BLOB", "")]);
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    fn run_wrapper(s: &Sandbox, decision: Option<&str>) -> Output {
+        if let Some(d) = decision {
+            fs::write(s.path("state/decision"), format!("{d}\n")).expect("decision");
+        }
+        let exe = s.path("bin/executor");
+        fs::write(
+            &exe,
+            format!(
+                "#!/bin/sh\necho \"$@\" > '{}'\n",
+                s.path("executor.log").display()
+            ),
+        )
+        .expect("executor");
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).expect("chmod");
+        Command::new("sh")
+            .arg("-c")
+            .arg(s.localise(BUILDER_WRAPPER))
+            .arg("kaniko")
+            .arg("--context=dir:///workspace")
+            .arg("--build-arg=A=1 2")
+            .output()
+            .expect("run sh")
+    }
+
+    #[test]
+    fn wrapper_follows_the_decision() {
+        if !sh_available() {
+            return;
+        }
+        let s = Sandbox::new("", "", 0);
+        let skip = format!(r#"{{"decision":"skip","digest":"{DIGEST}"}}"#);
+        assert!(run_wrapper(&s, Some(&skip)).status.success());
+        assert_eq!(s.read("term"), skip);
+        assert!(s.read("executor.log").is_empty());
+
+        let s = Sandbox::new("", "", 0);
+        assert!(
+            run_wrapper(&s, Some(r#"{"decision":"build","reason":"absent"}"#))
+                .status
+                .success()
+        );
+        assert_eq!(
+            s.read("executor.log"),
+            "--context=dir:///workspace --build-arg=A=1 2\n"
+        );
+
+        let s = Sandbox::new("", "", 0);
+        assert_eq!(run_wrapper(&s, None).status.code(), Some(1));
+        assert!(s.read("executor.log").is_empty());
+    }
+}
