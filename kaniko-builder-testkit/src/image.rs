@@ -16,7 +16,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// OCI manifest not named in `Accept`, and converts Docker ones to schema 1 (another digest).
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// "sha256:<hex>" of `data`.
+/// `"sha256:<hex>"` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
     let hash = Sha256::digest(data);
     let mut out = String::with_capacity(7 + 64);
