@@ -17,6 +17,7 @@
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod flow;
 pub mod image_ref;
 pub mod media_types;
 pub mod probe;

@@ -4,10 +4,15 @@
 //! This library enables no `k8s-openapi` version feature: the final binary picks the Kubernetes
 //! version (for example `k8s-openapi = { version = "0.29", features = ["v1_33"] }`).
 
+pub mod apply;
+pub mod client;
+pub mod context;
 pub mod error;
 pub mod manifest;
+pub mod runner;
 pub mod seed;
 
 pub use error::{Error, Result};
 pub use kaniko_builder_core as core;
 pub use manifest::{BuildManifests, Decision, JobOptions, Orchestrator, render};
+pub use runner::{CleanupPolicy, KubeRunner, KubeRunnerBuilder, Setup, UploadMethod};

@@ -276,11 +276,13 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// The `Authorization` header for a pull of `repository`, fetching a token when needed.
+    /// The `Authorization` header for `actions` (`pull`, or `pull,push`) on `repository`,
+    /// fetching a token for exactly that scope when needed.
     async fn authorization(
         &self,
         st: &RegistryState,
         repository: &str,
+        actions: &str,
         fresh: bool,
     ) -> Result<Option<String>> {
         let creds = self.credentials(st).await?;
@@ -294,7 +296,7 @@ impl RegistryClient {
                 _ => None,
             }),
             Some(Challenge::Bearer { realm, service }) => {
-                let scope = format!("repository:{repository}:pull");
+                let scope = format!("repository:{repository}:{actions}");
                 let slot = st.token_slot(&scope);
                 let mut guard = slot.lock().await;
                 if !fresh && let Some(t) = guard.as_ref().filter(|t| t.is_fresh()) {
@@ -375,8 +377,8 @@ impl RegistryClient {
         }
     }
 
-    /// Sends an authenticated request for `repository`, following one fresh authentication on
-    /// 401 and retrying transient failures. Returns any other status for the caller to judge.
+    /// Sends an authenticated pull request for `repository`, following one fresh authentication
+    /// on 401 and retrying transient failures. Returns any other status for the caller to judge.
     pub(crate) async fn send<F>(
         &self,
         st: &RegistryState,
@@ -386,10 +388,26 @@ impl RegistryClient {
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
+        self.send_scoped(st, repository, "pull", build).await
+    }
+
+    /// [`send`](Self::send) with the token scope's `actions` (`pull` or `pull,push`).
+    pub(crate) async fn send_scoped<F>(
+        &self,
+        st: &RegistryState,
+        repository: &str,
+        actions: &str,
+        build: F,
+    ) -> Result<reqwest::Response>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
         self.ping(st).await?;
         let mut reauthenticated = false;
         loop {
-            let auth = self.authorization(st, repository, reauthenticated).await?;
+            let auth = self
+                .authorization(st, repository, actions, reauthenticated)
+                .await?;
             let resp = self.send_raw(st, repository, &build, auth.as_deref()).await?;
             match resp.status() {
                 StatusCode::UNAUTHORIZED => {

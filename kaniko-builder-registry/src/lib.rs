@@ -20,8 +20,10 @@
 //! any process-wide provider, or none.
 
 pub mod auth;
+mod blob;
 mod client;
 pub mod error;
+mod flow;
 mod probe;
 pub mod retry;
 pub mod settings;

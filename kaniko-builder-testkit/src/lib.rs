@@ -7,6 +7,8 @@ mod client;
 pub mod cluster;
 mod image;
 mod jwt;
+mod kubelet_api;
+pub mod node;
 mod push;
 mod registry;
 mod registry_config;
@@ -22,6 +24,8 @@ pub use image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageSpec, LayerCompression, MANIFEST_ACCEPT, ManifestFormat,
     OCI_INDEX, OCI_MANIFEST, sha256_digest,
 };
+pub use kubelet_api::KubeletApi;
+pub use node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
 pub use push::{PushedIndex, PushedManifest};
 pub use registry::{RegistryAuth, TestRegistry};
 pub use stub::{StubRequest, StubServer};

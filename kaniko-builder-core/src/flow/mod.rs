@@ -1,0 +1,213 @@
+//! The decision flow of one build, written against traits the other crates implement: a registry
+//! that answers probes and stores blobs ([`ImageProbe`], [`BlobStore`]) and something that runs the
+//! build ([`BuildExecutor`], the Kubernetes Job runner in `kaniko-builder-k8s`). No IO here.
+//!
+//! [`run_build`] is the whole story:
+//! 1. probe the image from the caller's side: when it exists and the build is not forced, the
+//!    outcome is [`BuildOutcome::Skipped`] by [`SkippedBy::Caller`] and nothing runs at all;
+//! 2. otherwise hand a [`BuildPlan`] to the executor, which reports progress as [`BuildEvent`]s
+//!    through an [`EventSink`] and returns [`Executed`];
+//! 3. after a build, verify in the registry that the pushed digest exists and that the tag now
+//!    resolves to it ([`BuildEvent::Verified`]);
+//! 4. anything else ends as a [`BuildFailure`] whose [`FailureReason`] says what a user needs.
+//!
+//! Cancelling the token, or dropping the future, stops the flow; the executor cleans up what it
+//! created (see its documentation for what is kept).
+//!
+//! ```
+//! # use kaniko_builder_core::flow::*;
+//! # use kaniko_builder_core::{BuildConfig, Digest, ImageRef, Manifest, Probe};
+//! # use tokio_util::sync::CancellationToken;
+//! struct Registry;
+//! #[async_trait::async_trait]
+//! impl ImageProbe for Registry {
+//!     async fn probe(&self, _image: &ImageRef) -> Result<Probe, RegistryFailure> {
+//!         let digest = Digest::sha256(b"manifest");
+//!         Ok(Probe::Exists(Manifest::new(digest, "application/vnd.oci.image.manifest.v1+json", None)))
+//!     }
+//! }
+//! struct NeverRuns;
+//! #[async_trait::async_trait]
+//! impl BuildExecutor for NeverRuns {
+//!     async fn execute(&self, _: &BuildPlan, _: &EventSink, _: CancellationToken) -> Result<Executed, ExecError> {
+//!         unreachable!("the image exists")
+//!     }
+//! }
+//! # futures::executor::block_on(async {
+//! let config = BuildConfig::builder("registry.local:5000/app:v1".parse()?).build()?;
+//! let outcome = run_build(&config, &Registry, &NeverRuns, &EventSink::discard(), &CancellationToken::new(), &FlowOptions::default())
+//!     .await
+//!     .expect("skipped");
+//! assert!(matches!(outcome, BuildOutcome::Skipped { by: SkippedBy::Caller, .. }));
+//! # Ok::<(), kaniko_builder_core::Error>(()) }).unwrap();
+//! ```
+
+mod events;
+mod outcome;
+mod run;
+
+use std::fmt;
+
+use serde::Serialize;
+pub use tokio_util::sync::CancellationToken;
+
+use crate::config::BuildConfig;
+use crate::digest::Digest;
+use crate::image_ref::ImageRef;
+use crate::probe::{Manifest, Probe};
+
+pub use events::{BuildEvent, EventSink, EventStream, InitDecision, UploadVia};
+pub use outcome::{BuildFailure, BuildOutcome, ExecError, FailureReason, ObjectRef, SkippedBy};
+pub use run::{FlowOptions, run_build};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from a registry, as the flow sees it: the cause (boxed, so no registry client's type
+/// leaks into this crate) and the two questions a caller branches on.
+pub struct RegistryFailure {
+    source: BoxError,
+    unauthorized: bool,
+    retryable: bool,
+}
+
+/// The name the probe side of the flow uses for [`RegistryFailure`].
+pub type ProbeFailure = RegistryFailure;
+
+impl RegistryFailure {
+    /// Wraps a registry error.
+    pub fn new(source: impl Into<BoxError>, unauthorized: bool, retryable: bool) -> Self {
+        Self {
+            source: source.into(),
+            unauthorized,
+            retryable,
+        }
+    }
+
+    /// The registry rejected or lacked credentials (401, 403, a refused token).
+    pub fn is_unauthorized(&self) -> bool {
+        self.unauthorized
+    }
+
+    /// A later attempt might succeed (transport failure, 429, 5xx).
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The registry client's own error, to downcast.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Debug for RegistryFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryFailure")
+            .field("source", &self.source)
+            .field("unauthorized", &self.unauthorized)
+            .field("retryable", &self.retryable)
+            .finish()
+    }
+}
+
+impl fmt::Display for RegistryFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for RegistryFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// Answers "does this image exist, and with which digest?". Implemented by the registry client.
+#[async_trait::async_trait]
+pub trait ImageProbe: Send + Sync {
+    /// Probes `image` (a tag, or a reference pinned by digest). An error is never "absent".
+    async fn probe(&self, image: &ImageRef) -> Result<Probe, RegistryFailure>;
+}
+
+/// Stores a blob in a repository, content-addressed. Implemented by the registry client; the
+/// Kubernetes runner uses it to hand a local build context to the Pod.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Uploads `data` to `repository` (its registry and repository; tag and digest ignored) and
+    /// returns its digest. Uploading a blob that is already there is cheap and not an error.
+    async fn push_blob(&self, repository: &ImageRef, data: bytes::Bytes) -> Result<Digest, RegistryFailure>;
+}
+
+/// Why the executor is asked to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PlanReason {
+    /// The caller's probe found no image.
+    Absent,
+    /// The build is forced; the image may exist.
+    Forced,
+}
+
+/// What the executor is asked to do: build `config`, for `reason`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildPlan {
+    /// The build.
+    pub config: BuildConfig,
+    /// Why it runs.
+    pub reason: PlanReason,
+    /// What the caller's probe found (an existing manifest when forced), if it probed.
+    pub probed: Option<Manifest>,
+}
+
+impl BuildPlan {
+    /// A plan to build `config`.
+    pub fn new(config: BuildConfig, reason: PlanReason, probed: Option<Manifest>) -> Self {
+        Self {
+            config,
+            reason,
+            probed,
+        }
+    }
+}
+
+/// What an executor reports when the build ran to a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Executed {
+    /// The image was built and pushed with this digest.
+    Built {
+        /// The digest kaniko pushed.
+        digest: Digest,
+        /// The Job (or whatever ran it).
+        job: ObjectRef,
+        /// What the executor left on the cluster.
+        kept: Vec<ObjectRef>,
+    },
+    /// The check inside the cluster found the image (pushed since the caller probed).
+    Skipped {
+        /// The digest the in-cluster check saw.
+        digest: Digest,
+        /// The Job that checked.
+        job: ObjectRef,
+        /// What the executor left on the cluster.
+        kept: Vec<ObjectRef>,
+    },
+}
+
+/// Runs a [`BuildPlan`] somewhere (a Kubernetes Job) and reports what happened.
+#[async_trait::async_trait]
+pub trait BuildExecutor: Send + Sync {
+    /// Runs the plan to a verdict, sending progress to `events`. Cancelling `cancel` (or dropping
+    /// the future) stops it and cleans up; a cancelled run returns
+    /// [`FailureReason::Cancelled`].
+    async fn execute(
+        &self,
+        plan: &BuildPlan,
+        events: &EventSink,
+        cancel: CancellationToken,
+    ) -> Result<Executed, ExecError>;
+}
+
+#[cfg(test)]
+mod tests;

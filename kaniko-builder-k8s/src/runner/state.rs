@@ -1,0 +1,317 @@
+//! From Pod and Job states to events and a verdict. Pure: the runner feeds it what its watches
+//! see and acts on what it returns.
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kaniko_builder_core::Digest;
+use kaniko_builder_core::flow::{BuildEvent, FailureReason, InitDecision};
+
+use crate::manifest::{BUILDER_CONTAINER, BuildReason, Decision, INIT_CONTAINER};
+
+/// Waiting reasons that mean the image will not come.
+const PULL_FAILURES: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
+
+/// How the build ended, as far as the cluster says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// kaniko pushed this digest.
+    Built(Digest),
+    /// The in-cluster check found the image with this digest.
+    Skipped(Digest),
+    /// It failed; `last_lines` are filled in by the runner from the logs.
+    Failed(FailureReason),
+}
+
+/// What the runner should do besides emitting events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Send this event.
+    Emit(BuildEvent),
+    /// Start following this container's log.
+    FollowLogs(&'static str),
+    /// The init container runs: stream the context in (exec uploads).
+    Upload,
+    /// The scheduler cannot place the Pod: start the grace timer (with its message).
+    Unschedulable(String),
+    /// The Pod was scheduled: stop the grace timer.
+    Scheduled,
+    /// The Job failed or completed without a Pod verdict yet: give the Pod watch a moment.
+    AwaitPod(Verdict),
+}
+
+/// Tracks one build's Pod and Job.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    scheduled: bool,
+    unschedulable: bool,
+    pulling: HashSet<&'static str>,
+    following: HashSet<&'static str>,
+    upload_requested: bool,
+    decision: Option<Decision>,
+    building: bool,
+    pushed: bool,
+    node: Option<String>,
+}
+
+fn status<'a>(statuses: Option<&'a Vec<ContainerStatus>>, name: &str) -> Option<&'a ContainerStatus> {
+    statuses.and_then(|s| s.iter().find(|c| c.name == name))
+}
+
+impl Tracker {
+    /// A new state of the build's Pod. `exec_upload`: whether the context goes in by exec.
+    pub(crate) fn pod(&mut self, pod: &Pod, exec_upload: bool) -> (Vec<Action>, Option<Verdict>) {
+        let mut actions = Vec::new();
+        let Some(st) = pod.status.as_ref() else {
+            return (actions, None);
+        };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        if let Some(node) = node
+            && !self.scheduled
+        {
+            self.scheduled = true;
+            self.unschedulable = false;
+            self.node = Some(node.clone());
+            actions.push(Action::Scheduled);
+            actions.push(Action::Emit(BuildEvent::Scheduled { node }));
+        }
+        if !self.scheduled {
+            let unschedulable = st.conditions.iter().flatten().find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            });
+            if let Some(c) = unschedulable
+                && !self.unschedulable
+            {
+                self.unschedulable = true;
+                actions.push(Action::Unschedulable(c.message.clone().unwrap_or_default()));
+            }
+        }
+        let message = st.message.clone().unwrap_or_default();
+        match st.reason.as_deref() {
+            Some("Evicted") => return (actions, Some(Verdict::Failed(FailureReason::Evicted { message }))),
+            Some("NodeLost") => {
+                let node = self.node.clone();
+                return (
+                    actions,
+                    Some(Verdict::Failed(FailureReason::NodeLost { node, message })),
+                );
+            }
+            Some("DeadlineExceeded") => {
+                return (
+                    actions,
+                    Some(Verdict::Failed(FailureReason::DeadlineExceeded { message })),
+                );
+            }
+            _ => {}
+        }
+
+        if let Some(init) = status(st.init_container_statuses.as_ref(), INIT_CONTAINER)
+            && let Some(v) = self.init(init, exec_upload, &mut actions)
+        {
+            return (actions, Some(v));
+        }
+        if let Some(main) = status(st.container_statuses.as_ref(), BUILDER_CONTAINER)
+            && let Some(v) = self.main(main, &mut actions)
+        {
+            return (actions, Some(v));
+        }
+        if st.phase.as_deref() == Some("Failed") {
+            let reason = st.reason.clone().unwrap_or_else(|| "Failed".to_owned());
+            return (
+                actions,
+                Some(Verdict::Failed(FailureReason::UnexpectedTermination {
+                    message: format!("the Pod failed ({reason}) {message}")
+                        .trim_end()
+                        .to_owned(),
+                })),
+            );
+        }
+        (actions, None)
+    }
+
+    fn waiting(
+        &mut self,
+        c: &ContainerStatus,
+        name: &'static str,
+        actions: &mut Vec<Action>,
+    ) -> Option<Verdict> {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref())?;
+        let reason = waiting.reason.as_deref().unwrap_or_default();
+        if PULL_FAILURES.contains(&reason) {
+            let message = match &waiting.message {
+                Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+                _ => reason.to_owned(),
+            };
+            return Some(Verdict::Failed(FailureReason::ImagePull {
+                container: name.to_owned(),
+                message,
+            }));
+        }
+        if reason == "ContainerCreating" && self.pulling.insert(name) {
+            actions.push(Action::Emit(BuildEvent::PullingImage {
+                container: name.to_owned(),
+            }));
+        }
+        None
+    }
+
+    fn follow(&mut self, name: &'static str, actions: &mut Vec<Action>) {
+        if self.following.insert(name) {
+            actions.push(Action::FollowLogs(name));
+        }
+    }
+
+    fn init(&mut self, c: &ContainerStatus, exec_upload: bool, actions: &mut Vec<Action>) -> Option<Verdict> {
+        if let Some(v) = self.waiting(c, INIT_CONTAINER, actions) {
+            return Some(v);
+        }
+        let state = c.state.as_ref()?;
+        if state.running.is_some() {
+            self.follow(INIT_CONTAINER, actions);
+            if exec_upload && !self.upload_requested {
+                self.upload_requested = true;
+                actions.push(Action::Upload);
+            }
+        }
+        let t = state.terminated.as_ref()?;
+        self.follow(INIT_CONTAINER, actions);
+        let message = t.message.clone().unwrap_or_default();
+        if t.exit_code == 0 {
+            if self.decision.is_none() {
+                let decision = Decision::parse(&message);
+                let event = match &decision {
+                    Some(Decision::Skip { digest }) => Some(InitDecision::Skip {
+                        digest: digest.clone(),
+                    }),
+                    Some(Decision::Build { reason }) => Some(InitDecision::Build {
+                        forced: *reason == BuildReason::Forced,
+                    }),
+                    _ => None,
+                };
+                if let Some(decision) = event {
+                    actions.push(Action::Emit(BuildEvent::InitCheck { decision }));
+                }
+                self.decision = decision;
+            }
+            return None;
+        }
+        if t.reason.as_deref() == Some("OOMKilled") {
+            return Some(Verdict::Failed(FailureReason::OomKilled {
+                container: INIT_CONTAINER.to_owned(),
+                last_lines: Vec::new(),
+            }));
+        }
+        Some(Verdict::Failed(match Decision::parse(&message) {
+            Some(Decision::Error { message }) => FailureReason::InitCheckFailed { message },
+            _ => FailureReason::ExitCode {
+                container: INIT_CONTAINER.to_owned(),
+                code: t.exit_code,
+                message: (!message.is_empty()).then_some(message),
+                last_lines: Vec::new(),
+            },
+        }))
+    }
+
+    fn main(&mut self, c: &ContainerStatus, actions: &mut Vec<Action>) -> Option<Verdict> {
+        if let Some(v) = self.waiting(c, BUILDER_CONTAINER, actions) {
+            return Some(v);
+        }
+        let state = c.state.as_ref()?;
+        let builds = matches!(self.decision, Some(Decision::Build { .. }));
+        if state.running.is_some() || state.terminated.is_some() {
+            self.follow(BUILDER_CONTAINER, actions);
+            if builds && !self.building {
+                self.building = true;
+                actions.push(Action::Emit(BuildEvent::Building));
+            }
+        }
+        let t = state.terminated.as_ref()?;
+        let message = t.message.clone().unwrap_or_default();
+        if t.exit_code != 0 {
+            if t.reason.as_deref() == Some("OOMKilled") {
+                return Some(Verdict::Failed(FailureReason::OomKilled {
+                    container: BUILDER_CONTAINER.to_owned(),
+                    last_lines: Vec::new(),
+                }));
+            }
+            return Some(Verdict::Failed(FailureReason::ExitCode {
+                container: BUILDER_CONTAINER.to_owned(),
+                code: t.exit_code,
+                message: (!message.is_empty()).then_some(message),
+                last_lines: Vec::new(),
+            }));
+        }
+        if let Some(Decision::Skip { digest }) = Decision::parse(&message) {
+            return Some(Verdict::Skipped(digest));
+        }
+        match Digest::parse(message.trim()) {
+            Ok(digest) => {
+                if !self.pushed {
+                    self.pushed = true;
+                    actions.push(Action::Emit(BuildEvent::Pushed {
+                        digest: digest.clone(),
+                    }));
+                }
+                Some(Verdict::Built(digest))
+            }
+            Err(_) => Some(Verdict::Failed(FailureReason::UnexpectedTermination {
+                message: format!(
+                    "{BUILDER_CONTAINER} exited 0 without a digest in its termination message: {message:?}"
+                ),
+            })),
+        }
+    }
+
+    /// A new state of the Job.
+    pub(crate) fn job(&mut self, job: &Job) -> Option<Action> {
+        let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref())?;
+        for c in conditions.iter().filter(|c| c.status == "True") {
+            let reason = c.reason.clone().unwrap_or_default();
+            let message = c.message.clone().unwrap_or_default();
+            match c.type_.as_str() {
+                "Failed" if reason == "DeadlineExceeded" => {
+                    return Some(Action::AwaitPod(Verdict::Failed(
+                        FailureReason::DeadlineExceeded { message },
+                    )));
+                }
+                "Failed" => {
+                    return Some(Action::AwaitPod(Verdict::Failed(FailureReason::JobFailed {
+                        reason,
+                        message,
+                    })));
+                }
+                "Complete" => {
+                    return Some(Action::AwaitPod(Verdict::Failed(
+                        FailureReason::UnexpectedTermination {
+                            message: "the Job completed but its Pod and termination message are gone"
+                                .to_owned(),
+                        },
+                    )));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// Whether a Job has finished (Complete or Failed).
+pub(crate) fn job_finished(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref())?;
+    conditions
+        .iter()
+        .filter(|c| c.status == "True")
+        .find_map(|c| match c.type_.as_str() {
+            "Complete" => Some(true),
+            "Failed" => Some(false),
+            _ => None,
+        })
+}

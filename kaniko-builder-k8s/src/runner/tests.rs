@@ -1,0 +1,210 @@
+//! The state tracker against Pod and Job states as a kubelet and the Job controller write them.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kaniko_builder_core::Digest;
+use kaniko_builder_core::flow::{BuildEvent, FailureReason, InitDecision};
+use serde_json::{Value, json};
+
+use super::state::{Action, Tracker, Verdict};
+
+fn pod(status: &Value, node: Option<&str>) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": "kb-app-1", "namespace": "kaniko" },
+        "spec": { "containers": [], "nodeName": node },
+        "status": status,
+    }))
+    .expect("pod")
+}
+
+fn terminated(name: &str, code: i32, reason: &str, message: &str) -> Value {
+    json!({ "name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": { "terminated": { "exitCode": code, "reason": reason, "message": message } } })
+}
+
+fn running(name: &str) -> Value {
+    json!({ "name": name, "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+            "state": { "running": {} } })
+}
+
+fn waiting(name: &str, reason: &str, message: &str) -> Value {
+    json!({ "name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": { "waiting": { "reason": reason, "message": message } } })
+}
+
+fn events(actions: &[Action]) -> Vec<BuildEvent> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const DIGEST: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
+
+#[test]
+fn a_build_from_pending_to_pushed() {
+    let mut t = Tracker::default();
+    let (a, v) = t.pod(
+        &pod(
+            &json!({ "phase": "Pending", "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/0 nodes" }] }),
+            None,
+        ),
+        false,
+    );
+    assert!(v.is_none());
+    assert_eq!(a, [Action::Unschedulable("0/0 nodes".into())]);
+
+    let (a, _) = t.pod(
+        &pod(
+            &json!({ "phase": "Pending", "initContainerStatuses": [waiting("kaniko-init", "ContainerCreating", "")] }),
+            Some("node-1"),
+        ),
+        true,
+    );
+    assert!(a.contains(&Action::Scheduled));
+    assert_eq!(
+        events(&a),
+        [
+            BuildEvent::Scheduled {
+                node: "node-1".into()
+            },
+            BuildEvent::PullingImage {
+                container: "kaniko-init".into()
+            }
+        ]
+    );
+
+    let (a, _) = t.pod(
+        &pod(
+            &json!({ "phase": "Pending", "initContainerStatuses": [running("kaniko-init")] }),
+            Some("node-1"),
+        ),
+        true,
+    );
+    assert_eq!(a, [Action::FollowLogs("kaniko-init"), Action::Upload]);
+
+    let init_done = terminated(
+        "kaniko-init",
+        0,
+        "Completed",
+        r#"{"decision":"build","reason":"absent"}"#,
+    );
+    let (a, v) = t.pod(
+        &pod(
+            &json!({ "phase": "Running", "initContainerStatuses": [init_done], "containerStatuses": [running("image-builder")] }),
+            Some("node-1"),
+        ),
+        true,
+    );
+    assert!(v.is_none());
+    assert_eq!(
+        events(&a),
+        [
+            BuildEvent::InitCheck {
+                decision: InitDecision::Build { forced: false }
+            },
+            BuildEvent::Building
+        ]
+    );
+    assert!(a.contains(&Action::FollowLogs("image-builder")));
+
+    let (a, v) = t.pod(
+        &pod(
+            &json!({ "phase": "Succeeded", "initContainerStatuses": [init_done], "containerStatuses": [terminated("image-builder", 0, "Completed", &format!("{DIGEST}\n"))] }),
+            Some("node-1"),
+        ),
+        true,
+    );
+    let digest: Digest = DIGEST.parse().expect("digest");
+    assert_eq!(v, Some(Verdict::Built(digest.clone())));
+    assert_eq!(events(&a), [BuildEvent::Pushed { digest }]);
+}
+
+#[test]
+fn failures_map_to_their_reasons() {
+    let init_ok = terminated(
+        "kaniko-init",
+        0,
+        "Completed",
+        r#"{"decision":"build","reason":"forced"}"#,
+    );
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({ "phase": "Pending", "initContainerStatuses": [waiting("kaniko-init", "ImagePullBackOff", "Back-off pulling image")] }),
+            "image_pull",
+        ),
+        (
+            json!({ "phase": "Failed", "initContainerStatuses": [terminated("kaniko-init", 1, "Error", r#"{"decision":"error","message":"401 from registry"}"#)] }),
+            "init_check_failed",
+        ),
+        (
+            json!({ "phase": "Failed", "initContainerStatuses": [init_ok], "containerStatuses": [terminated("image-builder", 137, "OOMKilled", "")] }),
+            "oom_killed",
+        ),
+        (
+            json!({ "phase": "Failed", "initContainerStatuses": [init_ok], "containerStatuses": [terminated("image-builder", 2, "Error", "")] }),
+            "exit_code",
+        ),
+        (
+            json!({ "phase": "Failed", "reason": "Evicted", "message": "low on disk" }),
+            "evicted",
+        ),
+        (
+            json!({ "phase": "Pending", "reason": "NodeLost", "message": "node stopped" }),
+            "node_lost",
+        ),
+        (
+            json!({ "phase": "Succeeded", "initContainerStatuses": [init_ok], "containerStatuses": [terminated("image-builder", 0, "Completed", "nonsense")] }),
+            "unexpected_termination",
+        ),
+    ];
+    for (status, kind) in cases {
+        let mut t = Tracker::default();
+        let (_, v) = t.pod(&pod(&status, Some("n")), false);
+        match v {
+            Some(Verdict::Failed(reason)) => assert_eq!(reason.kind(), kind, "{status}"),
+            other => panic!("{status}: expected {kind}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_in_cluster_skip() {
+    let mut t = Tracker::default();
+    let skip = format!(r#"{{"decision":"skip","digest":"{DIGEST}"}}"#);
+    let (a, v) = t.pod(
+        &pod(
+            &json!({ "phase": "Succeeded", "initContainerStatuses": [terminated("kaniko-init", 0, "Completed", &skip)], "containerStatuses": [terminated("image-builder", 0, "Completed", &skip)] }),
+            Some("n"),
+        ),
+        false,
+    );
+    assert_eq!(v, Some(Verdict::Skipped(DIGEST.parse().expect("digest"))));
+    assert!(!events(&a).contains(&BuildEvent::Building), "a skip never builds");
+}
+
+#[test]
+fn job_conditions() {
+    let job = |t: &str, reason: &str| -> Job {
+        serde_json::from_value(json!({ "metadata": { "name": "j" }, "status": { "conditions": [
+            { "type": t, "status": "True", "reason": reason, "message": "m" }
+        ] } }))
+        .expect("job")
+    };
+    let mut t = Tracker::default();
+    assert!(matches!(
+        t.job(&job("Failed", "DeadlineExceeded")),
+        Some(Action::AwaitPod(Verdict::Failed(
+            FailureReason::DeadlineExceeded { .. }
+        )))
+    ));
+    assert!(matches!(
+        t.job(&job("Failed", "BackoffLimitExceeded")),
+        Some(Action::AwaitPod(Verdict::Failed(FailureReason::JobFailed { .. })))
+    ));
+    assert_eq!(super::state::job_finished(&job("Complete", "")), Some(true));
+    assert_eq!(super::state::job_finished(&job("Failed", "x")), Some(false));
+}

@@ -1,0 +1,433 @@
+//! The runner against the real local control plane (API server, controller manager, scheduler)
+//! without a node: this test plays the kubelet by writing Pod status. It proves Job creation,
+//! attaching to a running duplicate, cancellation, the client-side deadline, dropping the
+//! future, failures and cleanup policies, field-manager conflicts, and that the generated Role
+//! suffices for an orchestrator while the build Pod's own account can do nothing. Every scenario
+//! ends by listing what is left.
+
+mod runner_support;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kaniko_builder_core::flow::{
+    BuildEvent, BuildExecutor, CancellationToken, EventSink, Executed, FailureReason,
+};
+use kaniko_builder_k8s::KubeRunner;
+use kaniko_builder_k8s::apply::{self, ApplyParams};
+use kaniko_builder_k8s::manifest::JobOptions;
+use kaniko_builder_k8s::runner::{CleanupPolicy, Setup};
+use kaniko_builder_testkit::TestCluster;
+use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use runner_support::*;
+use serde_json::json;
+
+const DOCKER_CONFIG: &str = r#"{"auths":{"registry.local:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
+
+fn runner_for(client: &kube::Client) -> kaniko_builder_k8s::KubeRunnerBuilder {
+    KubeRunner::builder(client.clone())
+        .docker_config_json(DOCKER_CONFIG)
+        .unschedulable_timeout(None)
+        .log_drain_timeout(Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn attach_cancel_timeout_and_drop_leave_nothing_behind() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_client();
+
+    // 1. The same build twice, concurrently: one Job, both runs get the outcome.
+    let ns = "dup";
+    let (watch, created) = record_jobs(&admin, ns);
+    let cfg = config("registry.local:5000/team/app:v1", ns);
+    let runner = runner_for(&admin).build();
+    let (first, second) = (Recorder::default(), Recorder::default());
+    let kubelet = {
+        let admin = admin.clone();
+        let job = cfg.job_name();
+        tokio::spawn(async move {
+            let pod = pod_of(&admin, ns, &job).await?;
+            // Let both runs reach the watch before the Pod ends.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            finish_pod(
+                &admin,
+                &pod,
+                (0, "Completed", BUILD_ABSENT),
+                Some((0, "Completed", DIGEST)),
+            )
+            .await
+        })
+    };
+    let plan = plan(&cfg);
+    let (sink_a, sink_b) = (first.sink(), second.sink());
+    let (a, b) = tokio::join!(
+        runner.execute(&plan, &sink_a, CancellationToken::new()),
+        runner.execute(&plan, &sink_b, CancellationToken::new()),
+    );
+    kubelet.await??;
+    for r in [&a, &b] {
+        match r {
+            Ok(Executed::Built { digest, job, .. }) => {
+                assert_eq!(digest.to_string(), DIGEST);
+                assert_eq!(job.name, cfg.job_name());
+            }
+            other => panic!("expected Built, got {other:?}"),
+        }
+    }
+    let steps = [first.steps(), second.steps()];
+    let queued = steps.iter().filter(|s| s.contains(&"queued".to_owned())).count();
+    let attached = steps
+        .iter()
+        .filter(|s| s.contains(&"attached".to_owned()))
+        .count();
+    assert_eq!((queued, attached), (1, 1), "{steps:?}");
+    assert_eq!(
+        created.lock().expect("lock").len(),
+        1,
+        "exactly one Job was ever created"
+    );
+    watch.abort();
+    // Success: Job and ConfigMap deleted; the shared Secret is kept (and said so).
+    let Ok(Executed::Built { kept, .. }) = &a else {
+        unreachable!()
+    };
+    assert_eq!(kept_names(kept), ["secret/docker-config-secret"]);
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+
+    // 2. Cancellation once the Job is queued: Foreground delete, waited for.
+    let ns = "cancel";
+    let cfg = config("registry.local:5000/team/app:v2", ns);
+    let rec = Recorder::default();
+    let cancel = CancellationToken::new();
+    let (plan, sink) = (runner_support::plan(&cfg), rec.sink());
+    let run = runner.execute(&plan, &sink, cancel.clone());
+    let (result, ()) = tokio::join!(run, async {
+        rec.wait_for("queued", |e| matches!(e, BuildEvent::Queued { .. }))
+            .await;
+        cancel.cancel();
+    });
+    let err = result.expect_err("cancelled");
+    assert_eq!(*err.reason(), FailureReason::Cancelled);
+    assert_eq!(kept_names(err.kept()), ["secret/docker-config-secret"]);
+    // The Job is gone when the run returns. A Pod the Job controller created from a stale cache
+    // while the Job was being deleted is an orphan the garbage collector removes moments later.
+    let left = leftovers(&admin, ns).await?;
+    assert!(
+        !left
+            .iter()
+            .any(|o| o.starts_with("job/") || o.starts_with("configmap/")),
+        "{left:?}"
+    );
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+
+    // 3. The client-side deadline.
+    let ns = "deadline";
+    let cfg = config("registry.local:5000/team/app:v3", ns);
+    let short = runner_for(&admin).timeout(Duration::from_secs(3)).build();
+    let err = short
+        .execute(
+            &runner_support::plan(&cfg),
+            &EventSink::discard(),
+            CancellationToken::new(),
+        )
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err.reason(), FailureReason::Timeout { .. }), "{err}");
+    assert_eq!(
+        leftovers(&admin, ns).await?,
+        ["secret/docker-config-secret"],
+        "nothing left when run returns"
+    );
+
+    // 4. Dropping the future: the guard deletes the Job in the background.
+    let ns = "dropped";
+    let cfg = config("registry.local:5000/team/app:v4", ns);
+    let rec = Recorder::default();
+    let task = {
+        let runner = runner.clone();
+        let plan = runner_support::plan(&cfg);
+        let sink = rec.sink();
+        tokio::spawn(async move { runner.execute(&plan, &sink, CancellationToken::new()).await })
+    };
+    rec.wait_for("queued", |e| matches!(e, BuildEvent::Queued { .. }))
+        .await;
+    task.abort();
+    assert!(task.await.is_err(), "aborted");
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_keep_or_delete_by_policy_and_conflicts_name_the_object() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_client();
+    let keep = runner_for(&admin).build();
+
+    // An exit code: the Job, its Pod and ConfigMap are kept and listed.
+    let ns = "fail";
+    let cfg = config("registry.local:5000/team/app:v1", ns);
+    let job = cfg.job_name();
+    let kubelet = {
+        let (admin, job) = (admin.clone(), job.clone());
+        tokio::spawn(async move {
+            let pod = pod_of(&admin, ns, &job).await?;
+            finish_pod(
+                &admin,
+                &pod,
+                (0, "Completed", BUILD_ABSENT),
+                Some((2, "Error", "")),
+            )
+            .await?;
+            anyhow::Ok(pod.name_any())
+        })
+    };
+    let err = keep
+        .execute(&plan(&cfg), &EventSink::discard(), CancellationToken::new())
+        .await
+        .expect_err("exit code");
+    let pod = kubelet.await??;
+    assert!(
+        matches!(err.reason(), FailureReason::ExitCode { container, code: 2, .. } if container == "image-builder"),
+        "{err}"
+    );
+    let mut expected = vec![
+        format!("configmap/{job}"),
+        format!("job/{job}"),
+        format!("pod/{pod}"),
+        "secret/docker-config-secret".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(kept_names(err.kept()), expected);
+    assert_eq!(leftovers(&admin, ns).await?, expected);
+    // The ConfigMap is owned by the Job: deleting the Job (as its TTL would) takes it along.
+    Api::<Job>::namespaced(admin.clone(), ns)
+        .delete(&job, &DeleteParams::background())
+        .await?;
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+    let cms = ours::<ConfigMap>(&admin, ns).await?;
+    assert!(cms.is_empty(), "{cms:?}");
+
+    // The init check could not tell: its message; deleted by policy this time.
+    let ns = "init";
+    let cfg = config("registry.local:5000/team/app:v2", ns);
+    let delete = runner_for(&admin)
+        .cleanup(CleanupPolicy::default().delete_on_failure(true))
+        .build();
+    let kubelet = {
+        let (admin, job) = (admin.clone(), cfg.job_name());
+        tokio::spawn(async move {
+            let pod = pod_of(&admin, ns, &job).await?;
+            finish_pod(
+                &admin,
+                &pod,
+                (1, "Error", r#"{"decision":"error","message":"HTTP 401"}"#),
+                None,
+            )
+            .await
+        })
+    };
+    let err = delete
+        .execute(&plan(&cfg), &EventSink::discard(), CancellationToken::new())
+        .await
+        .expect_err("init failure");
+    kubelet.await??;
+    assert_eq!(
+        *err.reason(),
+        FailureReason::InitCheckFailed {
+            message: "HTTP 401".into()
+        }
+    );
+    assert_eq!(leftovers(&admin, ns).await?, ["secret/docker-config-secret"]);
+
+    // Unschedulable (no node at all): reported after the grace period, kept by default.
+    let ns = "nowhere";
+    let cfg = config("registry.local:5000/team/app:v3", ns);
+    let impatient = runner_for(&admin)
+        .unschedulable_timeout(Some(Duration::from_millis(100)))
+        .build();
+    let err = impatient
+        .execute(&plan(&cfg), &EventSink::discard(), CancellationToken::new())
+        .await
+        .expect_err("unschedulable");
+    assert!(
+        matches!(err.reason(), FailureReason::Unschedulable { .. }),
+        "{err}"
+    );
+    assert!(err.kept().iter().any(|o| o.kind == "Job"));
+
+    // The Job deleted by someone else while it runs.
+    let ns = "deleted";
+    let cfg = config("registry.local:5000/team/app:v4", ns);
+    let rec = Recorder::default();
+    let (the_plan, sink) = (plan(&cfg), rec.sink());
+    let run = keep.execute(&the_plan, &sink, CancellationToken::new());
+    let (result, ()) = tokio::join!(run, async {
+        rec.wait_for("queued", |e| matches!(e, BuildEvent::Queued { .. }))
+            .await;
+        let _ = pod_of(&admin, ns, &cfg.job_name()).await;
+        Api::<Job>::namespaced(admin.clone(), ns)
+            .delete(&cfg.job_name(), &DeleteParams::background())
+            .await
+            .expect("delete the job");
+    });
+    let err = result.expect_err("deleted");
+    assert_eq!(*err.reason(), FailureReason::JobDeletedExternally);
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+
+    // Another field manager owns the ConfigMap's FORCE_BUILD: a conflict naming it, unless forced.
+    let ns = "conflict";
+    let cfg = config("registry.local:5000/team/app:v5", ns);
+    cluster.create_namespace(ns).await?;
+    let theirs: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": cfg.job_name(), "namespace": ns },
+        "data": { "FORCE_BUILD": "Y" },
+    }))?;
+    Api::<ConfigMap>::namespaced(admin.clone(), ns)
+        .patch(
+            &cfg.job_name(),
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(&theirs),
+        )
+        .await?;
+    let err = keep
+        .execute(&plan(&cfg), &EventSink::discard(), CancellationToken::new())
+        .await
+        .expect_err("conflict");
+    match err.reason() {
+        FailureReason::Conflict { object, message } => {
+            assert_eq!(object, &format!("configmap/{ns}/{}", cfg.job_name()));
+            assert!(message.contains("someone-else"), "{message}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert!(
+        ours::<Job>(&admin, ns).await?.is_empty(),
+        "no Job after a conflict"
+    );
+    let forcing = runner_for(&admin)
+        .apply_params(ApplyParams::default().force(true))
+        .timeout(Duration::from_secs(2))
+        .build();
+    let err = forcing
+        .execute(&plan(&cfg), &EventSink::discard(), CancellationToken::new())
+        .await
+        .expect_err("no kubelet: times out after applying");
+    assert!(matches!(err.reason(), FailureReason::Timeout { .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_generated_role_suffices_and_the_build_pod_can_do_nothing() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_client();
+    let ns = "kaniko";
+    let cfg = config("registry.local:5000/team/app:v1", ns);
+    // The administrator's step: the namespace, both ServiceAccounts, the Role and its binding.
+    let manifests = kaniko_builder_k8s::render(&cfg, &JobOptions::default(), Some(DOCKER_CONFIG.as_bytes()))?;
+    apply::apply_setup(&admin, &manifests, &ApplyParams::default()).await?;
+
+    let orchestrator = cluster
+        .client_for_service_account(
+            ns,
+            kaniko_builder_k8s::manifest::DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT,
+        )
+        .await?;
+    // RBAC reads bindings from a cache: wait until the grant is visible.
+    let jobs: Api<Job> = Api::namespaced(orchestrator.clone(), ns);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while jobs.list(&Default::default()).await.is_err() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the Role never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // As the orchestrator: the setup is forbidden (and skipped), the build goes through.
+    let runner = runner_for(&orchestrator).setup(Setup::IfAllowed).build();
+    let kubelet = {
+        let (admin, job) = (admin.clone(), cfg.job_name());
+        tokio::spawn(async move {
+            let pod = pod_of(&admin, ns, &job).await?;
+            finish_pod(
+                &admin,
+                &pod,
+                (0, "Completed", BUILD_ABSENT),
+                Some((0, "Completed", DIGEST)),
+            )
+            .await?;
+            anyhow::Ok(pod)
+        })
+    };
+    let rec = Recorder::default();
+    let done = runner
+        .execute(&plan(&cfg), &rec.sink(), CancellationToken::new())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pod = kubelet.await??;
+    assert!(matches!(done, Executed::Built { .. }));
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+    // Cancellation as the orchestrator too (Foreground delete, waited for with its watch).
+    let cfg2 = config("registry.local:5000/team/app:v2", ns);
+    let cancel = CancellationToken::new();
+    let rec = Recorder::default();
+    let (plan2, sink) = (plan(&cfg2), rec.sink());
+    let (result, ()) = tokio::join!(runner.execute(&plan2, &sink, cancel.clone()), async {
+        rec.wait_for("queued", |e| matches!(e, BuildEvent::Queued { .. }))
+            .await;
+        cancel.cancel();
+    });
+    assert!(result.expect_err("cancelled").reason() == &FailureReason::Cancelled);
+    assert_eq!(leftovers(&admin, ns).await?, ["secret/docker-config-secret"]);
+
+    // The build Pod's ServiceAccount has no token mounted and no permission at all.
+    let spec = pod.spec.context("pod spec")?;
+    assert_eq!(spec.service_account_name.as_deref(), Some("kaniko-builder"));
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let build_sa = cluster.client_for_service_account(ns, "kaniko-builder").await?;
+    for result in [
+        Api::<Pod>::namespaced(build_sa.clone(), ns)
+            .list(&Default::default())
+            .await
+            .err(),
+        Api::<Job>::namespaced(build_sa.clone(), ns)
+            .list(&Default::default())
+            .await
+            .err(),
+        Api::<ConfigMap>::namespaced(build_sa.clone(), ns)
+            .get(&cfg.job_name())
+            .await
+            .err(),
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(build_sa, ns)
+            .get("docker-config-secret")
+            .await
+            .err(),
+    ] {
+        match result {
+            Some(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+            other => panic!("the build account was allowed something: {other:?}"),
+        }
+    }
+    Ok(())
+}

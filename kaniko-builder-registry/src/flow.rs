@@ -1,0 +1,56 @@
+//! The registry client as the core flow's [`ImageProbe`] and [`BlobStore`].
+
+use bytes::Bytes;
+use kaniko_builder_core::flow::{BlobStore, ImageProbe, RegistryFailure};
+use kaniko_builder_core::{Digest, ImageRef, Probe};
+
+use crate::client::RegistryClient;
+use crate::error::Error;
+
+impl From<Error> for RegistryFailure {
+    fn from(e: Error) -> Self {
+        let (unauthorized, retryable) = (e.is_unauthorized(), e.is_retryable());
+        RegistryFailure::new(e, unauthorized, retryable)
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageProbe for RegistryClient {
+    async fn probe(&self, image: &ImageRef) -> Result<Probe, RegistryFailure> {
+        RegistryClient::probe(self, image).await.map_err(Into::into)
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for RegistryClient {
+    async fn push_blob(&self, repository: &ImageRef, data: Bytes) -> Result<Digest, RegistryFailure> {
+        RegistryClient::push_blob(self, repository, data)
+            .await
+            .map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_keep_their_classification() {
+        let e = Error::Unauthorized {
+            registry: "r".into(),
+            repository: "app".into(),
+            status: 401,
+            anonymous: false,
+        };
+        let f = RegistryFailure::from(e);
+        assert!(f.is_unauthorized() && !f.is_retryable());
+        assert!(f.get_ref().downcast_ref::<Error>().is_some());
+        let e = Error::Server {
+            registry: "r".into(),
+            repository: "app".into(),
+            status: 503,
+            attempts: 3,
+        };
+        assert!(RegistryFailure::from(e).is_retryable());
+    }
+}
