@@ -8,17 +8,28 @@ use rustls::crypto::CryptoProvider;
 fn build() -> RegistryClient {
     RegistryClient::builder()
         .docker_config(DockerConfig::anonymous())
-        .registry("tls.example:5000", RegistrySettings::default().skip_tls_verify(true))
+        .registry(
+            "tls.example:5000",
+            RegistrySettings::default().skip_tls_verify(true),
+        )
         .build()
         .expect("client builds")
 }
 
 #[test]
 fn works_without_and_with_a_process_provider() {
-    assert!(CryptoProvider::get_default().is_none(), "nothing installed a provider yet");
+    assert!(
+        CryptoProvider::get_default().is_none(),
+        "nothing installed a provider yet"
+    );
     let _client = build();
-    assert!(CryptoProvider::get_default().is_none(), "the library must not install a process provider");
+    assert!(
+        CryptoProvider::get_default().is_none(),
+        "the library must not install a process provider"
+    );
 
-    rustls::crypto::ring::default_provider().install_default().expect("host installs its provider");
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .expect("host installs its provider");
     let _client = build();
 }

@@ -1,0 +1,234 @@
+//! The runner's options: upload method, cleanup policy, setup, timeouts, and the builder.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kaniko_builder_core::flow::BlobStore;
+
+use super::{Inner, KubeRunner};
+use crate::apply::ApplyParams;
+use crate::context::PackOptions;
+use crate::manifest::JobOptions;
+
+/// Default [`KubeRunnerBuilder::unschedulable_timeout`].
+pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`KubeRunnerBuilder::upload_timeout`].
+pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`KubeRunnerBuilder::cleanup_timeout`].
+pub const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`KubeRunnerBuilder::log_drain_timeout`].
+pub const DEFAULT_LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default [`KubeRunnerBuilder::log_tail_lines`].
+pub const DEFAULT_LOG_TAIL_LINES: usize = 50;
+
+/// How a local directory reaches the build Pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UploadMethod {
+    /// Push the packed context as a blob to the destination repository (content-addressed, no
+    /// `pods/exec` permission needed); the init container fetches it. Needs a
+    /// [`KubeRunnerBuilder::blob_store`].
+    #[default]
+    Registry,
+    /// Stream it into the waiting init container over `pods/exec` (the generated Role then needs
+    /// [`JobOptions::exec_upload`]).
+    Exec,
+}
+
+/// What to do with a finished build's Job, Pod and ConfigMap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct CleanupPolicy {
+    pub(super) delete_on_success: bool,
+    pub(super) delete_on_failure: bool,
+}
+
+impl Default for CleanupPolicy {
+    /// Delete on success, keep on failure.
+    fn default() -> Self {
+        Self {
+            delete_on_success: true,
+            delete_on_failure: false,
+        }
+    }
+}
+
+impl CleanupPolicy {
+    /// Whether to delete after a success. Default: true.
+    pub fn delete_on_success(mut self, delete: bool) -> Self {
+        self.delete_on_success = delete;
+        self
+    }
+
+    /// Whether to delete after a failure. Default: false (kept for inspection until the Job's
+    /// TTL removes it).
+    pub fn delete_on_failure(mut self, delete: bool) -> Self {
+        self.delete_on_failure = delete;
+        self
+    }
+}
+
+/// Whether to apply the namespace's shared objects (Namespace, ServiceAccounts, Role,
+/// RoleBinding) before the first build in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Setup {
+    /// Apply them; when the API server forbids it (an orchestrator limited to the generated Role
+    /// may not), assume an administrator did. Default.
+    #[default]
+    IfAllowed,
+    /// Apply them; a refusal is an error.
+    Always,
+    /// Never: an administrator applied them.
+    Never,
+}
+
+/// Options of a [`KubeRunner`]; setters never fail (the options are checked when a build is
+/// rendered, and a bad one fails that build with [`FailureReason::Invalid`](kaniko_builder_core::flow::FailureReason::Invalid)).
+#[must_use]
+pub struct KubeRunnerBuilder {
+    pub(super) client: kube::Client,
+    pub(super) job_options: JobOptions,
+    pub(super) docker_config_json: Option<Arc<[u8]>>,
+    pub(super) blob_store: Option<Arc<dyn BlobStore>>,
+    pub(super) upload: UploadMethod,
+    pub(super) cleanup: CleanupPolicy,
+    pub(super) timeout: Option<Duration>,
+    pub(super) upload_timeout: Duration,
+    pub(super) unschedulable_timeout: Option<Duration>,
+    pub(super) cleanup_timeout: Duration,
+    pub(super) log_drain_timeout: Duration,
+    pub(super) log_tail_lines: usize,
+    pub(super) pack: PackOptions,
+    pub(super) apply: ApplyParams,
+    pub(super) setup: Setup,
+}
+
+impl fmt::Debug for KubeRunnerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubeRunnerBuilder")
+            .field("job_options", &self.job_options)
+            .field("upload", &self.upload)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeRunnerBuilder {
+    /// How the Job is rendered. Default: [`JobOptions::default`].
+    pub fn job_options(mut self, options: JobOptions) -> Self {
+        self.job_options = options;
+        self
+    }
+
+    /// The docker `config.json` put in the build's Secret. Default: none (the Pod mounts the
+    /// Secret named in the options if it exists).
+    pub fn docker_config_json(mut self, json: impl Into<Vec<u8>>) -> Self {
+        self.docker_config_json = Some(Arc::from(json.into()));
+        self
+    }
+
+    /// Where packed local contexts go for [`UploadMethod::Registry`] (the registry client).
+    /// Default: none.
+    pub fn blob_store(mut self, store: Arc<dyn BlobStore>) -> Self {
+        self.blob_store = Some(store);
+        self
+    }
+
+    /// How local contexts reach the Pod. Default: [`UploadMethod::Registry`].
+    pub fn upload(mut self, method: UploadMethod) -> Self {
+        self.upload = method;
+        self
+    }
+
+    /// What to delete after a build. Default: [`CleanupPolicy::default`].
+    pub fn cleanup(mut self, policy: CleanupPolicy) -> Self {
+        self.cleanup = policy;
+        self
+    }
+
+    /// The client-side deadline of one build, from the start of `execute` (the Job is then
+    /// deleted and the build fails with [`FailureReason::Timeout`](kaniko_builder_core::flow::FailureReason::Timeout)). Default: the Job's
+    /// `activeDeadlineSeconds` plus two minutes.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long packing and uploading a local context may take. Default: 5 minutes.
+    pub fn upload_timeout(mut self, timeout: Duration) -> Self {
+        self.upload_timeout = timeout;
+        self
+    }
+
+    /// How long the Pod may stay unschedulable before the build fails with
+    /// [`FailureReason::Unschedulable`](kaniko_builder_core::flow::FailureReason::Unschedulable); `None` waits (until the deadlines). Default: 5 minutes.
+    pub fn unschedulable_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.unschedulable_timeout = timeout;
+        self
+    }
+
+    /// How long cleanup after a cancellation or timeout waits for the Job and its Pods to be
+    /// gone. Default: 60 seconds.
+    pub fn cleanup_timeout(mut self, timeout: Duration) -> Self {
+        self.cleanup_timeout = timeout;
+        self
+    }
+
+    /// How long to wait, once the verdict is known, for the log streams to deliver their last
+    /// lines. Default: 2 seconds.
+    pub fn log_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.log_drain_timeout = timeout;
+        self
+    }
+
+    /// Log lines kept per container for a failure report. Default: 50.
+    pub fn log_tail_lines(mut self, lines: usize) -> Self {
+        self.log_tail_lines = lines;
+        self
+    }
+
+    /// Packing options for local contexts. Default: [`PackOptions::default`].
+    pub fn pack_options(mut self, options: PackOptions) -> Self {
+        self.pack = options;
+        self
+    }
+
+    /// Server-side apply options (field manager, force). Default: manager `kaniko-builder`, not
+    /// forced.
+    pub fn apply_params(mut self, params: ApplyParams) -> Self {
+        self.apply = params;
+        self
+    }
+
+    /// Whether to apply the namespace's shared objects. Default: [`Setup::IfAllowed`].
+    pub fn setup(mut self, setup: Setup) -> Self {
+        self.setup = setup;
+        self
+    }
+
+    /// The runner.
+    pub fn build(self) -> KubeRunner {
+        KubeRunner {
+            inner: Arc::new(Inner {
+                client: self.client,
+                docker_config_json: self.docker_config_json,
+                blob_store: self.blob_store,
+                upload: self.upload,
+                cleanup: self.cleanup,
+                timeout: self.timeout,
+                upload_timeout: self.upload_timeout,
+                unschedulable_timeout: self.unschedulable_timeout,
+                cleanup_timeout: self.cleanup_timeout,
+                log_drain_timeout: self.log_drain_timeout,
+                log_tail_lines: self.log_tail_lines,
+                pack: self.pack,
+                apply: self.apply,
+                setup: self.setup,
+                setup_done: Mutex::new(HashSet::new()),
+                job_options: self.job_options,
+            }),
+        }
+    }
+}

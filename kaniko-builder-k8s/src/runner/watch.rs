@@ -1,0 +1,214 @@
+//! Following the Job and its Pods to a verdict with kube-runtime watchers.
+
+use std::pin::pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kaniko_builder_core::flow::{EventSink, ExecError, FailureReason};
+use kube::ResourceExt as _;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::cleanup::{Tracked, lock};
+use super::logs::{self, Tails};
+use super::state::{Action, Tracker, Verdict};
+use super::{KubeRunner, POD_GRACE, UPLOAD_GRACE, exec_error, upload};
+
+/// Why the drive loop stopped without a cluster verdict.
+pub(super) enum Stop {
+    Verdict(Verdict),
+    /// An attached Job vanished before its verdict: create again.
+    Reattach,
+}
+
+impl KubeRunner {
+    /// Follows the Job and its Pods to a verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn watch(
+        &self,
+        jobs: &Api<Job>,
+        pods: &Api<Pod>,
+        name: &str,
+        uid: &str,
+        exec_context: Option<bytes::Bytes>,
+        events: &EventSink,
+        tracked: &Mutex<Tracked>,
+        tails: &Tails,
+    ) -> Result<Stop, ExecError> {
+        let inner = &*self.inner;
+        let mut job_watch = pin!(
+            watcher::watcher(
+                jobs.clone(),
+                watcher::Config::default().fields(&format!("metadata.name={name}"))
+            )
+            .default_backoff()
+        );
+        let mut pod_watch = pin!(
+            watcher::watcher(
+                pods.clone(),
+                watcher::Config::default().labels(&format!("controller-uid={uid}"))
+            )
+            .default_backoff()
+        );
+        let created = lock(tracked).created;
+        let mut tracker = Tracker::default();
+        let mut logs: JoinSet<()> = JoinSet::new();
+        let mut upload: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+        let mut job_in_init = false;
+        let mut timer: Option<(Instant, Verdict)> = None;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+
+        let verdict = loop {
+            let wake = timer.as_ref().map_or(far, |(at, _)| *at);
+            tokio::select! {
+                event = job_watch.next() => {
+                    let gone = match event {
+                        None => return Err(exec_error(FailureReason::Cluster {
+                            action: format!("watch job {name}"),
+                            message: "the watch ended".to_owned(),
+                            status: None,
+                        })),
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "job watch error; the watcher resumes");
+                            false
+                        }
+                        Some(Ok(Event::Init)) => { job_in_init = false; false }
+                        Some(Ok(Event::InitApply(job) | Event::Apply(job))) => {
+                            if job.uid().as_deref() == Some(uid) {
+                                job_in_init = true;
+                                if let Some(Action::AwaitPod(v)) = tracker.job(&job) {
+                                    if matches!(v, Verdict::Failed(FailureReason::DeadlineExceeded { .. })) {
+                                        break v;
+                                    }
+                                    if timer.is_none() {
+                                        timer = Some((Instant::now() + POD_GRACE, v));
+                                    }
+                                }
+                                false
+                            } else {
+                                true
+                            }
+                        }
+                        Some(Ok(Event::InitDone)) => !job_in_init,
+                        Some(Ok(Event::Delete(job))) => job.uid().as_deref() == Some(uid),
+                    };
+                    if gone {
+                        lock(tracked).gone = true;
+                        if !created {
+                            return Ok(Stop::Reattach);
+                        }
+                        break Verdict::Failed(FailureReason::JobDeletedExternally);
+                    }
+                }
+                event = pod_watch.next() => {
+                    let pod = match event {
+                        None => return Err(exec_error(FailureReason::Cluster {
+                            action: format!("watch the pods of job {name}"),
+                            message: "the watch ended".to_owned(),
+                            status: None,
+                        })),
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "pod watch error; the watcher resumes");
+                            continue;
+                        }
+                        Some(Ok(Event::InitApply(pod) | Event::Apply(pod))) => pod,
+                        Some(Ok(_)) => continue,
+                    };
+                    let pod_name = pod.name_any();
+                    lock(tracked).pods.insert(pod_name.clone());
+                    let (actions, verdict) = tracker.pod(&pod, exec_context.is_some());
+                    for action in actions {
+                        match action {
+                            Action::Emit(e) => events.send(e),
+                            Action::FollowLogs(container) => {
+                                logs.spawn(logs::follow(
+                                    pods.clone(),
+                                    pod_name.clone(),
+                                    container,
+                                    events.clone(),
+                                    tails.clone(),
+                                    inner.log_tail_lines,
+                                ));
+                            }
+                            Action::Upload => {
+                                if let Some(data) = exec_context.clone() {
+                                    upload = Some(tokio::spawn(tokio::time::timeout(
+                                        inner.upload_timeout,
+                                        upload::exec_upload(pods.clone(), pod_name.clone(), data, events.clone()),
+                                    ).map_timeout()));
+                                }
+                            }
+                            Action::Unschedulable(message) => {
+                                if let Some(t) = inner.unschedulable_timeout && timer.is_none() {
+                                    timer = Some((Instant::now() + t, Verdict::Failed(FailureReason::Unschedulable { message })));
+                                }
+                            }
+                            Action::Scheduled => {
+                                if matches!(timer, Some((_, Verdict::Failed(FailureReason::Unschedulable { .. })))) {
+                                    timer = None;
+                                }
+                            }
+                            Action::AwaitPod(_) => {}
+                        }
+                    }
+                    if let Some(v) = verdict {
+                        break v;
+                    }
+                }
+                result = async { upload.as_mut().expect("guarded by the condition").await }, if upload.is_some() => {
+                    upload = None;
+                    let failed = match result {
+                        Ok(Ok(())) => None,
+                        Ok(Err(message)) => Some(message),
+                        Err(e) => Some(format!("upload task failed: {e}")),
+                    };
+                    if let Some(message) = failed {
+                        tracing::debug!(%message, "exec upload failed; waiting briefly for the init container's own verdict");
+                        if timer.is_none() {
+                            timer = Some((Instant::now() + UPLOAD_GRACE, Verdict::Failed(FailureReason::Context { message })));
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {
+                    if let Some((_, v)) = timer.take() {
+                        break v;
+                    }
+                }
+            }
+        };
+        if let Some(task) = upload {
+            task.abort();
+        }
+        // The streams end when their containers do; give them a moment to deliver the last lines.
+        let draining = Instant::now();
+        let drained = tokio::time::timeout(inner.log_drain_timeout, async {
+            while logs.join_next().await.is_some() {}
+        })
+        .await;
+        tracing::debug!(elapsed = ?draining.elapsed(), complete = drained.is_ok(), "log streams drained");
+        Ok(Stop::Verdict(verdict))
+    }
+}
+
+/// Maps a timed-out upload to its message.
+trait MapTimeout {
+    fn map_timeout(self) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+impl<F> MapTimeout for tokio::time::Timeout<F>
+where
+    F: std::future::Future<Output = Result<(), String>> + Send,
+{
+    async fn map_timeout(self) -> Result<(), String> {
+        match self.await {
+            Ok(r) => r,
+            Err(_) => Err("the context upload timed out".to_owned()),
+        }
+    }
+}
