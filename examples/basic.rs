@@ -1,42 +1,79 @@
-//! The main job, as far as the project goes today: ask the target registry whether `image:tag`
-//! exists and report whether a build would run.
+//! The main job: build an image on Kubernetes with kaniko when its tag is not in the registry.
 //!
 //! ```text
-//! cargo run --example basic -- --image registry.local:5000/team/app:v1 --insecure-registry registry.local:5000
+//! cargo run --example basic                      # the bundled example (examples/seed/)
+//! cargo run --example basic -- --image registry.local:5000/team/app:v1 --context ./app \
+//!     --insecure-registry registry.local:5000 --output json
 //! ```
 //!
-//! Flags fall back to the original tool's configmap keys: `DOCKER_IMAGENAME`, `DOCKER_IMAGETAG`,
-//! `FORCE_BUILD` (`Y` forces). With nothing set it probes the seed's `example:v1.0.0`.
+//! Flags fall back to the original tool's configmap keys: `DOCKER_FILENAME`, `DOCKER_IMAGENAME`,
+//! `DOCKER_IMAGETAG`, `FORCE_BUILD` (`Y` forces). With a reachable cluster it runs the build with
+//! its progress and log on stderr; without one (or with `--dry-run`) it probes the registry and
+//! prints the decision and the objects it would apply. Exit status: 0 built, skipped or planned;
+//! 1 failed; 2 bad usage.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example prints its result
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures::StreamExt as _;
 use kaniko_builder::registry::{DockerConfig, RegistryClient, RegistrySettings};
-use kaniko_builder::{ImageRef, Probe};
+use kaniko_builder::{
+    Build, BuildConfig, BuildEvent, BuildOutcome, ContextSource, Decision, Error, ImageRef,
+};
+use serde_json::{Value, json};
+
+/// The bundled example's directory.
+const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
 
 #[derive(Parser, Debug)]
-#[command(about = "Probe the target registry and say whether kaniko-builder would build")]
+#[command(
+    about = "Build an image on Kubernetes with kaniko, unless its tag already exists",
+    after_help = "With no arguments: builds the bundled example (examples/seed/) as example:v1.0.0 \
+                  in namespace kaniko. The cluster is found through $KUBECONFIG, ~/.kube/config \
+                  or the in-cluster service account; without one, the decision and the manifests \
+                  are printed instead."
+)]
 struct Args {
-    /// Image to build, `name[:tag]`. Default: $DOCKER_IMAGENAME:$DOCKER_IMAGETAG, else example:v1.0.0.
+    /// Image to build, `[registry/]name[:tag]`. Default: $DOCKER_IMAGENAME:$DOCKER_IMAGETAG,
+    /// else example:v1.0.0 (Docker Hub).
     #[arg(long)]
     image: Option<String>,
+    /// Local directory sent as the build context (packed, `.dockerignore` honoured). Default: the
+    /// bundled example.
+    #[arg(long)]
+    context: Option<PathBuf>,
+    /// Dockerfile, relative to the context. Default: $DOCKER_FILENAME, else Dockerfile
+    /// (example.dockerfile for the bundled example).
+    #[arg(long, env = "DOCKER_FILENAME")]
+    dockerfile: Option<String>,
     /// Build even when the tag exists (the seed's FORCE_BUILD=Y).
     #[arg(long, env = "FORCE_BUILD", value_parser = parse_force, default_value = "N", num_args = 0..=1, default_missing_value = "Y")]
     force: bool,
-    /// A docker config.json (or a directory holding one). Default: $DOCKER_CONFIG, ~/.docker.
+    /// Namespace of the build's objects.
+    #[arg(long, default_value = "kaniko")]
+    namespace: String,
+    /// A docker config.json (or a directory holding one). Only the destination registry's
+    /// credentials go into the build's Secret. Default: $DOCKER_CONFIG, ~/.docker.
     #[arg(long)]
     docker_config: Option<PathBuf>,
-    /// A registry (host:port) spoken to over plain HTTP. Repeatable.
+    /// A registry (host:port) spoken to over plain HTTP, here and by kaniko. Repeatable.
     #[arg(long)]
     insecure_registry: Vec<String>,
-    /// Extra CA certificate (PEM) trusted for every registry.
+    /// Extra CA certificate (PEM) this process trusts for every registry.
     #[arg(long)]
     ca_cert: Option<PathBuf>,
-    /// `text` for people, `json` for scripts.
+    /// Probe and print the decision and the objects, touching nothing on the cluster.
+    #[arg(long)]
+    dry_run: bool,
+    /// `text` for people, `json` for scripts (one object on stdout).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     output: String,
+    /// Give up on the build after this many seconds (the Job is deleted).
+    #[arg(long, value_parser = |s: &str| s.parse::<u64>().map(Duration::from_secs))]
+    timeout: Option<Duration>,
 }
 
 fn parse_force(v: &str) -> Result<bool, String> {
@@ -47,10 +84,28 @@ fn parse_force(v: &str) -> Result<bool, String> {
     }
 }
 
-fn default_image() -> String {
-    let name = std::env::var("DOCKER_IMAGENAME").unwrap_or_else(|_| "example".to_owned());
-    let tag = std::env::var("DOCKER_IMAGETAG").unwrap_or_else(|_| "v1.0.0".to_owned());
-    format!("{name}:{tag}")
+/// What the tool prints on stdout with `--output json`.
+#[derive(Default)]
+struct Report {
+    outcome: &'static str,
+    decision: Option<&'static str>,
+    image: Option<String>,
+    digest: Option<String>,
+    job: Option<String>,
+    namespace: Option<String>,
+    duration_ms: u128,
+    reason: Option<String>,
+    kind: Option<&'static str>,
+}
+
+impl Report {
+    fn json(&self) -> Value {
+        json!({
+            "outcome": self.outcome, "decision": self.decision, "image": self.image,
+            "digest": self.digest, "job": self.job, "namespace": self.namespace,
+            "duration_ms": self.duration_ms, "reason": self.reason, "kind": self.kind,
+        })
+    }
 }
 
 #[tokio::main]
@@ -61,64 +116,258 @@ async fn main() -> ExitCode {
         .init();
     let args = Args::parse();
     let json = args.output == "json";
-    match run(&args).await {
-        Ok((image, probe)) => {
-            report(&image, &probe, args.force, json);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "outcome": "failed", "reason": e.to_string() })
-                );
-            } else {
-                eprintln!("error: {e:#}");
+    let started = Instant::now();
+    let mut report = run(&args).await.unwrap_or_else(|e| Report {
+        outcome: "failed",
+        reason: Some(chain(&e)),
+        kind: Some(e.downcast_ref::<Error>().map_or("invalid_input", Error::kind)),
+        ..Report::default()
+    });
+    report.duration_ms = started.elapsed().as_millis();
+    if json {
+        println!("{}", report.json());
+    } else {
+        match (report.outcome, &report.reason) {
+            ("failed", Some(r)) => eprintln!("error: {r}"),
+            (o, r) => {
+                println!("{o}: {}", report.image.as_deref().unwrap_or("-"));
+                if let Some(d) = &report.digest {
+                    println!("digest: {d}");
+                }
+                if let Some(r) = r {
+                    println!("reason: {r}");
+                }
             }
-            ExitCode::FAILURE
         }
+    }
+    if report.outcome == "failed" {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-async fn run(args: &Args) -> anyhow::Result<(ImageRef, Probe)> {
-    let image: ImageRef = args.image.clone().unwrap_or_else(default_image).parse()?;
-    let config = match &args.docker_config {
+fn chain(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}
+
+fn config(args: &Args) -> anyhow::Result<BuildConfig> {
+    let image: ImageRef = match &args.image {
+        Some(i) => i.parse()?,
+        None if std::env::var_os("DOCKER_IMAGENAME").is_some() => {
+            let seed = kaniko_builder::k8s::seed::from_env(None)?;
+            seed.into_builder().build()?.image().clone()
+        }
+        None => "example:v1.0.0".parse()?,
+    };
+    let (context, default_file) = match &args.context {
+        Some(dir) => (dir.clone(), "Dockerfile"),
+        None => (PathBuf::from(SEED_DIR), "example.dockerfile"),
+    };
+    let mut b = BuildConfig::builder(image)
+        .context(ContextSource::LocalDir(context))
+        .dockerfile(args.dockerfile.clone().unwrap_or_else(|| default_file.to_owned()))
+        .force(args.force)
+        .namespace(args.namespace.clone());
+    for host in &args.insecure_registry {
+        b = b.insecure_registry(host.clone());
+    }
+    Ok(b.build()?)
+}
+
+async fn run(args: &Args) -> anyhow::Result<Report> {
+    let config = config(args)?;
+    let image = config.image().to_string();
+    let namespace = config.namespace().to_owned();
+    let docker = match &args.docker_config {
         Some(path) => DockerConfig::from_path(path)?,
         None => DockerConfig::load_default()?,
     };
-    let mut defaults = RegistrySettings::default();
+    let mut build = Build::new(config);
     if let Some(ca) = &args.ca_cert {
-        defaults = defaults.ca_pem(std::fs::read_to_string(ca)?);
+        let settings = RegistrySettings::default().ca_pem(std::fs::read_to_string(ca)?);
+        let mut client = RegistryClient::builder()
+            .docker_config(docker)
+            .default_settings(settings);
+        for host in &args.insecure_registry {
+            client = client.insecure_registry(host.clone());
+        }
+        build = build.registry_client(client.build()?);
+    } else {
+        build = build.docker_config(docker);
     }
-    let mut builder = RegistryClient::builder()
-        .docker_config(config)
-        .default_settings(defaults);
-    for host in &args.insecure_registry {
-        builder = builder.insecure_registry(host);
+    if let Some(t) = args.timeout {
+        build = build.timeout(t);
     }
-    let probe = builder.build()?.probe(&image).await?;
-    Ok((image, probe))
+    let base = Report {
+        image: Some(image),
+        namespace: Some(namespace),
+        ..Report::default()
+    };
+
+    // The skip needs no cluster: probe first, as `run()` would, and only then look for one.
+    if !args.dry_run
+        && let Ok(plan) = build.plan().await
+        && let Decision::Skip { digest } = &plan.decision
+    {
+        eprintln!("{}: exists as {digest}; nothing to build", plan.image);
+        return Ok(Report {
+            outcome: "skipped",
+            digest: Some(digest.to_string()),
+            reason: Some("the tag exists in the registry".to_owned()),
+            ..base
+        });
+    }
+    let cluster = if args.dry_run {
+        Err("--dry-run".to_owned())
+    } else {
+        find_cluster().await
+    };
+    let client = match cluster {
+        Ok(client) => client,
+        Err(why) => return plan(&build, base, &why).await,
+    };
+    eprintln!(
+        "cluster: found; building in namespace {}",
+        build.config().namespace()
+    );
+    let mut events = build.events();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            print_event(&event);
+        }
+    });
+    let result = build.kube_client(client).run().await;
+    let _ = printer.await;
+    Ok(match result {
+        Ok(outcome) => Report {
+            outcome: match outcome {
+                BuildOutcome::Skipped { .. } => "skipped",
+                _ => "built",
+            },
+            digest: Some(outcome.digest().to_string()),
+            job: job_of(&outcome),
+            reason: Some(match &outcome {
+                BuildOutcome::Skipped { .. } => "the tag exists in the registry".to_owned(),
+                _ => "built, pushed and verified".to_owned(),
+            }),
+            ..base
+        },
+        Err(e) => Report {
+            outcome: "failed",
+            job: e.build_failure().and_then(|f| f.job()).map(|j| j.name.clone()),
+            kind: Some(e.kind()),
+            reason: Some(error_chain(&e)),
+            ..base
+        },
+    })
 }
 
-fn report(image: &ImageRef, probe: &Probe, force: bool, json: bool) {
-    let (decision, reason) = match (probe, force) {
-        (Probe::Exists(_), false) => ("skip", "the tag exists in the registry"),
-        (Probe::Exists(_), true) => ("build", "the tag exists, but the build is forced"),
-        _ => ("build", "the tag does not exist in the registry"),
+fn job_of(outcome: &BuildOutcome) -> Option<String> {
+    match outcome {
+        BuildOutcome::Built { job, .. } => Some(job.name.clone()),
+        BuildOutcome::Skipped { job, .. } => job.as_ref().map(|j| j.name.clone()),
+        _ => None,
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// A client for a cluster that answers, or why there is none.
+async fn find_cluster() -> Result<kube::Client, String> {
+    let client = kaniko_builder::k8s::client::infer()
+        .await
+        .map_err(|e| error_chain(&e))?;
+    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(e)) => Err(format!("the API server did not answer: {}", error_chain(&e))),
+        Err(_) => Err("the API server did not answer within 5 s".to_owned()),
+    }
+}
+
+/// No cluster (or `--dry-run`): probe, decide, print the objects a run would apply.
+async fn plan(build: &Build, base: Report, why: &str) -> anyhow::Result<Report> {
+    if why != "--dry-run" {
+        eprintln!("no cluster: {why}");
+        eprintln!(
+            "  point KUBECONFIG at a kubeconfig (or run in a Pod with a service account) to build; \
+             printing the plan instead"
+        );
+    }
+    let (decision, digest, reason, yaml) = match build.plan().await {
+        Ok(plan) => {
+            let (digest, reason) = match &plan.decision {
+                Decision::Skip { digest } => (
+                    Some(digest.to_string()),
+                    "the tag exists in the registry".to_owned(),
+                ),
+                Decision::Build {
+                    existing: Some(d), ..
+                } => (
+                    Some(d.to_string()),
+                    "the tag exists, but the build is forced".to_owned(),
+                ),
+                _ => (None, "the tag does not exist in the registry".to_owned()),
+            };
+            (plan.decision.as_str(), digest, reason, plan.to_yaml_redacted()?)
+        }
+        Err(e) if !e.is_invalid_input() => {
+            // The registry cannot be reached: the Job's init container would check again.
+            let registry = build.config().image().registry().to_owned();
+            eprintln!(
+                "registry {registry}: cannot tell whether the tag exists: {}",
+                error_chain(&e)
+            );
+            eprintln!(
+                "  pass --image HOST/REPO:TAG (and --insecure-registry HOST for plain HTTP) for a reachable registry"
+            );
+            let manifests = kaniko_builder::k8s::render(build.config(), &Default::default(), None)?;
+            let reason =
+                format!("registry {registry} unreachable; the Job's init container would check again");
+            ("build", None, reason, manifests.to_yaml()?)
+        }
+        Err(e) => return Err(e.into()),
     };
-    let digest = probe.manifest().map(|m| m.digest.to_string());
-    if json {
-        let out = serde_json::json!({
-            "outcome": "planned", "decision": decision, "image": image.to_string(),
-            "digest": digest, "reason": reason,
-        });
-        println!("{out}");
-        return;
+    eprintln!("decision: {decision} ({reason})");
+    eprintln!("--- objects a run would apply (kubectl apply -f -); Secret values redacted ---");
+    eprint!("{yaml}");
+    Ok(Report {
+        outcome: "planned",
+        decision: Some(decision),
+        digest,
+        reason: Some(reason),
+        ..base
+    })
+}
+
+fn print_event(event: &BuildEvent) {
+    match event {
+        BuildEvent::Log { container, line } => eprintln!("  [{container}] {line}"),
+        other => {
+            let v = serde_json::to_value(other).unwrap_or_default();
+            let step = v["event"].as_str().unwrap_or("event").to_owned();
+            let mut detail = v;
+            if let Some(o) = detail.as_object_mut() {
+                o.remove("event");
+            }
+            let detail = if detail.as_object().is_some_and(|o| !o.is_empty()) {
+                detail.to_string()
+            } else {
+                String::new()
+            };
+            eprintln!("==> {step} {detail}");
+        }
     }
-    println!("image:    {image}");
-    match probe.manifest() {
-        Some(m) => println!("registry: exists as {} ({})", m.digest, m.media_type),
-        None => println!("registry: absent"),
-    }
-    println!("decision: {decision} ({reason})");
 }

@@ -37,6 +37,8 @@ log "cargo test"
 # Benchmarks are not tests: they run with `cargo bench`.
 cargo test --workspace --lib --bins --tests --examples --locked
 cargo test --workspace --doc --locked
+log "short fuzz pass (10 s a target; scripts/fuzz.sh 600 for a long run)"
+scripts/fuzz.sh 10
 log "cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 log "all checks passed"

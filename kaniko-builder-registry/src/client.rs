@@ -320,12 +320,15 @@ impl RegistryClient {
         scope: &str,
         creds: &Credentials,
     ) -> Result<Token> {
-        let fail = |problem: String, status: Option<u16>| Error::Token {
-            registry: st.name.clone(),
-            realm: realm.to_owned(),
-            problem,
-            status,
-        };
+        let fail_with =
+            |problem: String, status: Option<u16>, transport: Option<TransportKind>| Error::Token {
+                registry: st.name.clone(),
+                realm: realm.to_owned(),
+                problem,
+                status,
+                transport,
+            };
+        let fail = |problem: String, status: Option<u16>| fail_with(problem, status, None);
         let policy = &st.settings.retry;
         let mut attempt = 0;
         loop {
@@ -343,9 +346,10 @@ impl RegistryClient {
                         tokio::time::sleep(d).await;
                         continue;
                     }
-                    return Err(fail(
+                    return Err(fail_with(
                         format!("{kind:?} error after {attempt} attempt(s): {}", e.without_url()),
                         None,
+                        Some(kind),
                     ));
                 }
             };

@@ -178,6 +178,8 @@ pub enum Error {
         problem: String,
         /// The status, when the endpoint answered.
         status: Option<u16>,
+        /// How the connection failed, when the endpoint could not be reached.
+        transport: Option<TransportKind>,
     },
     /// A digest header or computed digest that is malformed or does not match the pinned one.
     #[error("registry {registry} sent a bad digest for {reference}: {problem}")]
@@ -228,6 +230,9 @@ impl Error {
             self,
             Self::Token {
                 status: Some(429 | 500..=599),
+                ..
+            } | Self::Token {
+                transport: Some(TransportKind::Connect | TransportKind::Timeout | TransportKind::Other),
                 ..
             }
         )

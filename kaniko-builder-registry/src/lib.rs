@@ -34,4 +34,23 @@ pub use client::{RegistryClient, RegistryClientBuilder};
 pub use error::{Error, Result, TransportKind};
 pub use kaniko_builder_core::{Digest, ImageRef, Manifest, Probe};
 pub use retry::RetryPolicy;
+
+/// Entry points for `fuzz/` (cargo-fuzz) into parsers that are private. Not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Parses a `WWW-Authenticate` value; `Ok` tells whether it was a Bearer challenge.
+    ///
+    /// # Errors
+    /// What is wrong with the header.
+    pub fn parse_challenge(header: &str) -> Result<bool, String> {
+        let challenge = crate::auth::challenge::parse(header)?;
+        if let crate::auth::challenge::Challenge::Bearer { realm, .. } = &challenge {
+            assert!(realm.starts_with("http://") || realm.starts_with("https://"));
+        }
+        Ok(matches!(
+            challenge,
+            crate::auth::challenge::Challenge::Bearer { .. }
+        ))
+    }
+}
 pub use settings::RegistrySettings;

@@ -215,12 +215,23 @@ pub fn pack(root: &Path, dockerfile: &str, options: &PackOptions) -> Result<Pack
                     .map_err(tar_err)?;
             }
             Kind::File { executable } => {
-                let content = fs::read(&full).map_err(io_err(&full))?;
+                // The size is checked before reading, and the read is bounded too (the file may
+                // grow meanwhile): a huge file is refused without being loaded into memory.
+                let too_large = || ContextError::TooLarge {
+                    max: options.max_bytes,
+                };
+                let room = options.max_bytes.saturating_sub(uncompressed);
+                let file = fs::File::open(&full).map_err(io_err(&full))?;
+                let len = file.metadata().map_err(io_err(&full))?.len();
+                if len > room {
+                    return Err(too_large());
+                }
+                let mut content = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                io::Read::read_to_end(&mut io::Read::take(file, room.saturating_add(1)), &mut content)
+                    .map_err(io_err(&full))?;
                 uncompressed += content.len() as u64;
                 if uncompressed > options.max_bytes {
-                    return Err(ContextError::TooLarge {
-                        max: options.max_bytes,
-                    });
+                    return Err(too_large());
                 }
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(if *executable { 0o755 } else { 0o644 });

@@ -154,7 +154,7 @@ impl TestClusterBuilder {
 
         let https = crate::reqwest_client(Some(&pki.ca.ca_pem()))?;
         let apiserver_spawned = Instant::now();
-        let api_port = self
+        let (api_port, apiserver_args) = self
             .spawn_apiserver(&launcher, &mut procs.apiserver, &pki, etcd_port, &https)
             .await?;
         let server_url = format!("https://127.0.0.1:{api_port}");
@@ -235,6 +235,8 @@ impl TestClusterBuilder {
             kubeconfig_doc,
             token_controller: self.token_controller(),
             start_timeout: self.start_timeout,
+            bins,
+            apiserver_args,
             timings,
             dir,
         })
@@ -263,7 +265,8 @@ impl TestClusterBuilder {
     }
 
     /// Starts the API server and waits only until it listens (any answer): then the port is
-    /// known to be ours, and readiness is awaited alongside the other components. Returns the port.
+    /// known to be ours, and readiness is awaited alongside the other components. Returns the port
+    /// and the arguments (for [`TestCluster::restart_apiserver`]).
     async fn spawn_apiserver(
         &self,
         launcher: &Launcher<'_>,
@@ -271,13 +274,14 @@ impl TestClusterBuilder {
         pki: &Pki,
         etcd_port: u16,
         https: &reqwest::Client,
-    ) -> anyhow::Result<u16> {
+    ) -> anyhow::Result<(u16, Vec<String>)> {
         launcher
             .launch(slot, Component::ApiServer, https, || {
                 let port = crate::free_port();
                 let args = flags::apiserver(&pki.files, etcd_port, port, &self.gates());
                 let probe = Probe::any_answer(format!("https://127.0.0.1:{port}/livez"));
-                Ok((self.with_extra(Component::ApiServer, args), probe, port))
+                let args = self.with_extra(Component::ApiServer, args);
+                Ok((args.clone(), probe, (port, args)))
             })
             .await
     }

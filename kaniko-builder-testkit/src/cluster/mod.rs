@@ -118,6 +118,8 @@ pub struct TestCluster {
     kubeconfig_doc: serde_json::Value,
     token_controller: bool,
     start_timeout: Duration,
+    bins: bins::Binaries,
+    apiserver_args: Vec<String>,
     timings: StartTimings,
     dir: tempfile::TempDir,
 }
@@ -211,6 +213,41 @@ impl TestCluster {
     /// How long the start took, by phase.
     pub fn start_timings(&self) -> StartTimings {
         self.timings
+    }
+
+    /// Kills the API server (SIGKILL), waits `down_for`, then starts it again with the same
+    /// flags, port and etcd, and waits until it is ready. Clients (and watches) see the
+    /// connection drop and must reconnect; etcd, the controllers and the scheduler keep running.
+    ///
+    /// # Errors
+    /// When the new process does not become ready within the start timeout.
+    pub async fn restart_apiserver(&mut self, down_for: Duration) -> anyhow::Result<()> {
+        let deadline = self.deadline();
+        if let Some(mut old) = self.processes.apiserver.take() {
+            old.start_kill();
+            old.reap(deadline);
+        }
+        tokio::time::sleep(down_for).await;
+        let log_dir = self.dir.path().join("logs");
+        let launcher = supervise::Launcher {
+            bins: &self.bins,
+            log_dir: &log_dir,
+            deadline: deadline + down_for,
+        };
+        let https = crate::reqwest_client(Some(&self.pki.ca.ca_pem()))?;
+        let probe = supervise::Probe::ok(
+            format!("{}/readyz", self.server_url),
+            Some(self.pki.admin_token.clone()),
+        );
+        let args = self.apiserver_args.clone();
+        launcher
+            .launch(
+                &mut self.processes.apiserver,
+                Component::ApiServer,
+                &https,
+                || Ok((args.clone(), probe.clone(), ())),
+            )
+            .await
     }
 
     /// The deadline for a wait that should take about as long as a start at most.

@@ -72,6 +72,7 @@ impl Drop for Processes {
 }
 
 /// What "ready" means for a component.
+#[derive(Clone)]
 pub(super) struct Probe {
     url: String,
     bearer: Option<String>,

@@ -1,0 +1,460 @@
+//! [`Build`]: one image, from a [`BuildConfig`] to a [`BuildOutcome`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::ByteString;
+
+use crate::Result;
+use crate::core::flow::{
+    BuildOutcome, CancellationToken, EventSink, EventStream, FlowOptions, PlanReason, run_build,
+};
+use crate::core::image_ref::DOCKER_HUB_CONFIG_KEY;
+use crate::core::{BuildConfig, Digest, ImageRef, Probe};
+use crate::k8s::runner::{CleanupPolicy, UploadMethod};
+use crate::k8s::{BuildManifests, JobOptions, KubeRunner};
+use crate::registry::{Credentials, DockerConfig, RegistryClient};
+
+/// Log lines an [`EventStream`] from [`Build::events`] buffers before it drops (and counts) them.
+pub const EVENT_LOG_CAPACITY: usize = 1024;
+
+/// One build: probe the registry, run a kaniko Job when the tag is absent (or forced), verify the
+/// pushed digest. Options are consuming setters; nothing happens until [`run`](Self::run) or
+/// [`plan`](Self::plan).
+///
+/// ```no_run
+/// use kaniko_builder::{Build, BuildConfig};
+/// # async fn demo() -> Result<(), kaniko_builder::Error> {
+/// let cfg = BuildConfig::builder("registry.local:5000/team/app:v1".parse()?).build()?;
+/// let outcome = Build::new(cfg).insecure_registry("registry.local:5000").run().await?;
+/// println!("{} is {}", outcome.image(), outcome.digest());
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct Build {
+    config: BuildConfig,
+    pub(crate) opts: Options,
+    sink: Option<EventSink>,
+}
+
+/// The options shared by [`Build`] and [`BuildSet`](crate::BuildSet).
+#[derive(Clone, Default)]
+pub(crate) struct Options {
+    pub(crate) docker_config: Option<DockerConfig>,
+    pub(crate) kube_client: Option<kube::Client>,
+    pub(crate) job_options: JobOptions,
+    pub(crate) registry_client: Option<RegistryClient>,
+    pub(crate) insecure: Vec<String>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) cleanup: Option<CleanupPolicy>,
+    pub(crate) upload: Option<UploadMethod>,
+    pub(crate) unschedulable_timeout: Option<Option<Duration>>,
+}
+
+impl fmt::Debug for Build {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Build")
+            .field("config", &self.config)
+            .field("options", &self.opts)
+            .field("events", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("docker_config", &self.docker_config)
+            .field("kube_client", &self.kube_client.is_some())
+            .field("job_options", &self.job_options)
+            .field("registry_client", &self.registry_client)
+            .field("insecure", &self.insecure)
+            .field("timeout", &self.timeout)
+            .field("cleanup", &self.cleanup)
+            .field("upload", &self.upload)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Build::plan`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// The tag exists with this digest and the build is not forced: nothing would run.
+    Skip {
+        /// The existing image's digest.
+        digest: Digest,
+    },
+    /// A Job would run.
+    Build {
+        /// Why: the tag is absent, or the build is forced.
+        reason: PlanReason,
+        /// The digest the tag resolves to now, when forced over an existing image.
+        existing: Option<Digest>,
+    },
+}
+
+impl Decision {
+    /// `skip` or `build`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Skip { .. } => "skip",
+            Self::Build { .. } => "build",
+        }
+    }
+
+    /// Whether a Job would run.
+    pub fn is_build(&self) -> bool {
+        matches!(self, Self::Build { .. })
+    }
+}
+
+/// The result of [`Build::plan`]: the decision, and the exact objects a run would apply (the
+/// Secret included; print [`to_yaml_redacted`](Self::to_yaml_redacted) rather than
+/// [`to_yaml`](Self::to_yaml) where people or logs can see it).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Plan {
+    /// The image.
+    pub image: ImageRef,
+    /// Skip or build, and why.
+    pub decision: Decision,
+    /// The objects, in apply order. For a local directory context a run also sets the context
+    /// blob's digest on the init container once it has pushed the packed directory.
+    pub manifests: BuildManifests,
+}
+
+impl Plan {
+    /// The objects as multi-document YAML for `kubectl apply -f -`, credentials included.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`](crate::Error::Manifest) if serialisation fails.
+    pub fn to_yaml(&self) -> Result<String> {
+        Ok(self.manifests.to_yaml()?)
+    }
+
+    /// As [`to_yaml`](Self::to_yaml), with every value of the Secret replaced by `<redacted>`.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`](crate::Error::Manifest) if serialisation fails.
+    pub fn to_yaml_redacted(&self) -> Result<String> {
+        let mut m = self.manifests.clone();
+        if let Some(secret) = m.secret.as_mut()
+            && let Some(data) = secret.data.as_mut()
+        {
+            for v in data.values_mut() {
+                *v = ByteString(b"<redacted>".to_vec());
+            }
+        }
+        Ok(m.to_yaml()?)
+    }
+}
+
+/// The option setters shared by [`Build`] and [`BuildSet`](crate::BuildSet).
+macro_rules! option_setters {
+    () => {
+        /// Credentials for the registries. Default: [`DockerConfig::load_default`]($crate::registry::DockerConfig::load_default) (`$DOCKER_CONFIG`,
+        /// `~/.docker/config.json`, anonymous when there is none). Ignored when a
+        /// [`registry_client`](Self::registry_client) is given (its config is used).
+        pub fn docker_config(mut self, config: $crate::registry::DockerConfig) -> Self {
+            self.opts.docker_config = Some(config);
+            self
+        }
+
+        /// The Kubernetes client. Default: [`k8s::client::infer`](crate::k8s::client::infer)
+        /// (`$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account).
+        pub fn kube_client(mut self, client: kube::Client) -> Self {
+            self.opts.kube_client = Some(client);
+            self
+        }
+
+        /// How the Job is rendered. Default: [`JobOptions::default`]($crate::JobOptions::default).
+        pub fn job_options(mut self, options: $crate::JobOptions) -> Self {
+            self.opts.job_options = options;
+            self
+        }
+
+        /// The registry client for the probe, the verification and the context upload. Default: one
+        /// built from [`docker_config`](Self::docker_config) and
+        /// [`insecure_registry`](Self::insecure_registry).
+        pub fn registry_client(mut self, client: $crate::registry::RegistryClient) -> Self {
+            self.opts.registry_client = Some(client);
+            self
+        }
+
+        /// A registry (`host[:port]`) spoken to over plain HTTP by this process. Repeatable. Default:
+        /// the config's insecure registries. Ignored when a registry client is given. (kaniko's
+        /// `--insecure-registry` comes from the [`BuildConfig`].)
+        pub fn insecure_registry(mut self, host: impl Into<String>) -> Self {
+            self.opts.insecure.push(host.into());
+            self
+        }
+
+        /// Cancels the run when cancelled: the Job is deleted and the run fails with
+        /// [`FailureReason::Cancelled`](crate::FailureReason::Cancelled). Default: a token nobody
+        /// cancels.
+        pub fn cancellation(mut self, token: $crate::CancellationToken) -> Self {
+            self.opts.cancel = token;
+            self
+        }
+
+        /// The client-side deadline of the Job, from its start (then the Job is deleted and the run
+        /// fails with [`FailureReason::Timeout`](crate::FailureReason::Timeout)). Default: the Job's
+        /// `activeDeadlineSeconds` plus two minutes.
+        pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.opts.timeout = Some(timeout);
+            self
+        }
+
+        /// What to delete after a build. Default: [`CleanupPolicy::default`]($crate::CleanupPolicy::default) (delete on success,
+        /// keep on failure).
+        pub fn cleanup(mut self, policy: $crate::CleanupPolicy) -> Self {
+            self.opts.cleanup = Some(policy);
+            self
+        }
+
+        /// How a local directory reaches the Pod. Default: [`UploadMethod::Registry`]($crate::UploadMethod::Registry) (a blob in the
+        /// destination repository); [`UploadMethod::Exec`]($crate::UploadMethod::Exec) needs `JobOptions::exec_upload(true)`.
+        pub fn upload(mut self, method: $crate::UploadMethod) -> Self {
+            self.opts.upload = Some(method);
+            self
+        }
+
+        /// How long the Pod may stay unschedulable; `None` waits. Default: 5 minutes.
+        pub fn unschedulable_timeout(mut self, timeout: Option<::std::time::Duration>) -> Self {
+            self.opts.unschedulable_timeout = Some(timeout);
+            self
+        }
+    };
+}
+pub(crate) use option_setters;
+
+impl Build {
+    /// A build of `config` with every option at its default.
+    pub fn new(config: BuildConfig) -> Self {
+        Self {
+            config,
+            opts: Options::default(),
+            sink: None,
+        }
+    }
+
+    /// A build from the original tool's keys in the environment (`DOCKER_FILENAME`,
+    /// `DOCKER_IMAGENAME`, `DOCKER_IMAGETAG`, `FORCE_BUILD`); `registry` (`host[:port]`) puts the
+    /// image on a registry other than Docker Hub.
+    ///
+    /// # Errors
+    /// [`Error::Manifest`](crate::Error::Manifest) wrapping the invalid key, or [`Error::Config`](crate::Error::Config).
+    pub fn from_seed_env(registry: Option<&str>) -> Result<Self> {
+        let seed = crate::k8s::seed::from_env(registry)?;
+        Ok(Self::new(seed.into_builder().build()?))
+    }
+
+    /// A build from the seed's keys in a ConfigMap's `data`.
+    ///
+    /// # Errors
+    /// As [`from_seed_env`](Self::from_seed_env).
+    pub fn from_config_map(
+        config_map: &k8s_openapi::api::core::v1::ConfigMap,
+        registry: Option<&str>,
+    ) -> Result<Self> {
+        let seed = crate::k8s::seed::from_config_map(config_map, registry)?;
+        Ok(Self::new(seed.into_builder().build()?))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BuildConfig {
+        &self.config
+    }
+
+    crate::build::option_setters!();
+
+    /// The run's progress as a [`Stream`](futures::Stream) of [`BuildEvent`](crate::BuildEvent)s:
+    /// the steps and the live log lines (up to [`EVENT_LOG_CAPACITY`] buffered lines; beyond that
+    /// lines are dropped and counted, steps never are). Take it before [`run`](Self::run); the
+    /// stream ends when the run does. Calling it again replaces the previous stream.
+    pub fn events(&mut self) -> EventStream {
+        let (sink, stream) = EventSink::channel(EVENT_LOG_CAPACITY);
+        self.sink = Some(sink);
+        stream
+    }
+
+    /// Sends the run's events to `sink` (a callback or a channel) instead of a stream.
+    pub fn event_sink(mut self, sink: EventSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Probes, and when the tag is absent (or the build forced) runs the kaniko Job, follows it
+    /// and verifies the pushed digest in the registry.
+    ///
+    /// # Errors
+    /// [`Error::Build`](crate::Error::Build) with the [`FailureReason`](crate::FailureReason) when the build ran and
+    /// failed (the probe, the Job, the verification); [`Error::Registry`](crate::Error::Registry) when credentials cannot
+    /// be resolved; [`Error::Kube`](crate::Error::Kube) when no Kubernetes configuration is found;
+    /// [`Error::Manifest`](crate::Error::Manifest) for invalid options.
+    pub async fn run(self) -> Result<BuildOutcome> {
+        let registry = self.opts.registry([&self.config])?;
+        let client = self.opts.kube().await?;
+        let json = secret_docker_config(&registry, [&self.config]).await?;
+        let runner = self.opts.runner(client, &registry, json);
+        let sink = self.sink.clone().unwrap_or_else(EventSink::discard);
+        let out = run_build(
+            &self.config,
+            &registry,
+            &runner,
+            &sink,
+            &self.opts.cancel,
+            &FlowOptions::default(),
+        )
+        .await;
+        drop(sink);
+        Ok(out?)
+    }
+
+    /// Probes the registry and renders the objects a run would apply, touching nothing on the
+    /// cluster (no Kubernetes client is needed).
+    ///
+    /// # Errors
+    /// [`Error::Registry`](crate::Error::Registry) when the probe cannot tell or credentials cannot be resolved,
+    /// [`Error::Manifest`](crate::Error::Manifest) for invalid options, [`Error::Context`](crate::Error::Context) when a local directory context
+    /// lacks the Dockerfile.
+    pub async fn plan(&self) -> Result<Plan> {
+        if let crate::ContextSource::LocalDir(root) = self.config.context()
+            && !root.join(self.config.dockerfile()).is_file()
+        {
+            return Err(crate::k8s::context::ContextError::MissingDockerfile {
+                root: root.clone(),
+                dockerfile: self.config.dockerfile().to_owned(),
+            }
+            .into());
+        }
+        let registry = self.opts.registry([&self.config])?;
+        let probe = registry.probe(self.config.image()).await?;
+        let json = secret_docker_config(&registry, [&self.config]).await?;
+        let manifests = crate::k8s::render(&self.config, &self.opts.job_options, json.as_deref())?;
+        Ok(Plan {
+            image: self.config.image().clone(),
+            decision: decide(&self.config, &probe),
+            manifests,
+        })
+    }
+}
+
+impl Options {
+    pub(crate) fn registry<'a>(
+        &self,
+        configs: impl IntoIterator<Item = &'a BuildConfig>,
+    ) -> Result<RegistryClient> {
+        if let Some(c) = &self.registry_client {
+            return Ok(c.clone());
+        }
+        let docker = match &self.docker_config {
+            Some(d) => d.clone(),
+            None => DockerConfig::load_default()?,
+        };
+        let mut b = RegistryClient::builder().docker_config(docker);
+        let mut hosts: Vec<&String> = self.insecure.iter().collect();
+        for c in configs {
+            hosts.extend(c.insecure_registries());
+        }
+        hosts.sort();
+        hosts.dedup();
+        for host in hosts {
+            b = b.insecure_registry(host.clone());
+        }
+        Ok(b.build()?)
+    }
+
+    pub(crate) async fn kube(&self) -> Result<kube::Client> {
+        match &self.kube_client {
+            Some(c) => Ok(c.clone()),
+            None => Ok(crate::k8s::client::infer().await?),
+        }
+    }
+
+    pub(crate) fn runner(
+        &self,
+        client: kube::Client,
+        registry: &RegistryClient,
+        docker_json: Option<Vec<u8>>,
+    ) -> KubeRunner {
+        let mut b = KubeRunner::builder(client)
+            .job_options(self.job_options.clone())
+            .blob_store(Arc::new(registry.clone()));
+        if let Some(json) = docker_json {
+            b = b.docker_config_json(json);
+        }
+        if let Some(t) = self.timeout {
+            b = b.timeout(t);
+        }
+        if let Some(p) = self.cleanup {
+            b = b.cleanup(p);
+        }
+        if let Some(u) = self.upload {
+            b = b.upload(u);
+        }
+        if let Some(u) = self.unschedulable_timeout {
+            b = b.unschedulable_timeout(u);
+        }
+        b.build()
+    }
+}
+
+pub(crate) fn decide(config: &BuildConfig, probe: &Probe) -> Decision {
+    match (probe.manifest(), config.force()) {
+        (Some(m), false) => Decision::Skip {
+            digest: m.digest.clone(),
+        },
+        (existing, true) => Decision::Build {
+            reason: PlanReason::Forced,
+            existing: existing.map(|m| m.digest.clone()),
+        },
+        (None, false) => Decision::Build {
+            reason: PlanReason::Absent,
+            existing: None,
+        },
+    }
+}
+
+/// The docker `config.json` for the builds' Secret: only the destination registries' entries,
+/// with credential helpers resolved, so no other registry's secret leaves this machine. `None`
+/// when every destination is anonymous.
+///
+/// # Errors
+/// [`Error::Registry`](crate::Error::Registry) when a credential helper fails.
+pub async fn secret_docker_config<'a>(
+    registry: &RegistryClient,
+    configs: impl IntoIterator<Item = &'a BuildConfig>,
+) -> Result<Option<Vec<u8>>> {
+    let mut auths = BTreeMap::new();
+    for dest in configs.into_iter().flat_map(BuildConfig::destinations) {
+        let key = if dest.registry() == crate::core::image_ref::DOCKER_HUB {
+            DOCKER_HUB_CONFIG_KEY.to_owned()
+        } else {
+            dest.registry().to_owned()
+        };
+        if auths.contains_key(&key) {
+            continue;
+        }
+        let entry = match registry.credentials_for(dest).await? {
+            Credentials::Basic { username, password } => serde_json::json!({
+                "auth": base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")),
+            }),
+            Credentials::IdentityToken { token } => serde_json::json!({ "identitytoken": token }),
+            Credentials::RegistryToken { token } => serde_json::json!({ "registrytoken": token }),
+            _ => continue,
+        };
+        auths.insert(key, entry);
+    }
+    if auths.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
+        serde_json::json!({ "auths": auths }).to_string().into_bytes(),
+    ))
+}
