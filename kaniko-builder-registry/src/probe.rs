@@ -35,16 +35,8 @@ impl RegistryClient {
             .await?;
         let status = resp.status();
         tracing::debug!(status = status.as_u16(), "manifest HEAD");
-        match status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(Probe::Absent),
-            other => {
-                return Err(Error::UnexpectedStatus {
-                    registry: st.name.clone(),
-                    repository: repository.to_owned(),
-                    status: other.as_u16(),
-                });
-            }
+        if !found(&st, repository, status)? {
+            return Ok(Probe::Absent);
         }
         let media_type = header(&resp, CONTENT_TYPE.as_str()).unwrap_or_default();
         let size = header(&resp, CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok());
@@ -69,16 +61,8 @@ impl RegistryClient {
         let resp = self
             .send(st, repository, || st.http.get(url).header(ACCEPT, accept))
             .await?;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Ok(Probe::Absent),
-            other => {
-                return Err(Error::UnexpectedStatus {
-                    registry: st.name.clone(),
-                    repository: repository.to_owned(),
-                    status: other.as_u16(),
-                });
-            }
+        if !found(st, repository, resp.status())? {
+            return Ok(Probe::Absent);
         }
         let media_type = header(&resp, CONTENT_TYPE.as_str()).unwrap_or_default();
         let header_digest = header(&resp, DIGEST_HEADER);
@@ -121,6 +105,19 @@ impl RegistryClient {
             .buffered(self.inner.concurrency)
             .collect()
             .await
+    }
+}
+
+/// 200 is found, 404 is absent; any other status is an error, never "absent".
+fn found(st: &RegistryState, repository: &str, status: StatusCode) -> Result<bool> {
+    match status {
+        StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        other => Err(Error::UnexpectedStatus {
+            registry: st.name.clone(),
+            repository: repository.to_owned(),
+            status: other.as_u16(),
+        }),
     }
 }
 
