@@ -34,6 +34,9 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 log "cargo test"
+# tests/basic_example.rs runs the compiled example as a process; `cargo test` alone does not
+# build the plain example binaries, and a stale one would be tested.
+cargo build --workspace --examples --locked
 # Benchmarks are not tests: they run with `cargo bench`.
 cargo test --workspace --lib --bins --tests --examples --locked
 cargo test --workspace --doc --locked

@@ -1,5 +1,6 @@
-//! The compiled `basic` example run as a process (`cargo test` builds the examples first): its
-//! JSON report on stdout and its exit status, without a cluster.
+//! The compiled `basic` example run as a process: its JSON report on stdout and its exit status,
+//! with and without a cluster. `cargo test` does not build the plain example binary, so
+//! `scripts/test.sh` runs `cargo build --examples` first.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -13,7 +14,13 @@ fn example() -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    dir.join("examples").join("basic")
+    let path = dir.join("examples").join("basic");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --examples` before this test (scripts/test.sh does)",
+        path.display()
+    );
+    path
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
@@ -29,7 +36,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run the basic example (built by cargo test)");
+    let out = cmd.output().expect("run the basic example");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
