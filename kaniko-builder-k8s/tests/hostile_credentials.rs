@@ -5,8 +5,8 @@
 
 mod runner_support;
 
-use std::io::{Read as _, Write};
-use std::sync::{Arc, Mutex};
+use std::io::Read as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -22,19 +22,6 @@ use kaniko_builder_testkit::node::{NodeOptions, StandInNode};
 use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
 use kube::api::{Api, ListParams};
 use runner_support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The forms a leak could take: the password, `user:password` in base64, and the config JSON's
 /// base64 (as a Secret's data holds it).
@@ -85,14 +72,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_live_only_in_the_generated_secret() -> anyhow::Result<()> {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .try_init()
-        .expect("this test binary owns the global subscriber");
+    let captured = kaniko_builder_testkit::capture_trace_logs();
 
     let (cluster, registry) =
         tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Basic))?;
@@ -207,7 +187,7 @@ async fn credentials_live_only_in_the_generated_secret() -> anyhow::Result<()> {
     assert!(scanned >= 1, "no layer was scanned");
 
     // The whole run's TRACE logs (runner, kube client, reqwest, hyper, rustls, the stand-in).
-    let logs = captured.0.lock().expect("logs").clone();
+    let logs = captured.bytes();
     assert!(
         logs.len() > 1000,
         "the subscriber captured the run ({} bytes)",

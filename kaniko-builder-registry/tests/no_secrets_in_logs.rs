@@ -1,25 +1,9 @@
 //! Secrets never reach `tracing` output (at TRACE, including reqwest, hyper, h2 and rustls
 //! logs), `Debug` or error messages, across every credential kind and against real registries.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use kaniko_builder_registry::{DockerConfig, ImageRef, RegistryClient, RegistrySettings};
 use kaniko_builder_testkit::{RegistryAuth, TestRegistry};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn client(reg: &TestRegistry, json: &str) -> RegistryClient {
     RegistryClient::builder()
@@ -38,14 +22,7 @@ fn auth_json(reg: &TestRegistry, entry: &str) -> String {
 
 #[tokio::test]
 async fn no_secret_in_trace_logs_debug_or_errors() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .try_init()
-        .expect("this test binary owns the global subscriber");
+    let captured = kaniko_builder_testkit::capture_trace_logs();
 
     let wrong_password = "wr0ng-Pa55-4a1b";
     let mut shown = String::new();
@@ -90,7 +67,7 @@ async fn no_secret_in_trace_logs_debug_or_errors() {
             shown.push_str(&format!("{:?}\n", c.docker_config()));
         }
     }
-    let logs = String::from_utf8(captured.0.lock().expect("log buffer").clone()).expect("utf8 logs");
+    let logs = String::from_utf8(captured.bytes()).expect("utf8 logs");
     // The capture must really contain the HTTP stack's trace output, or this test proves nothing.
     assert!(
         logs.contains("TRACE") && logs.contains("hyper"),

@@ -8,6 +8,7 @@ pub mod cluster;
 mod image;
 mod jwt;
 mod kubelet_api;
+mod logs;
 pub mod node;
 mod push;
 mod registry;
@@ -25,6 +26,7 @@ pub use image::{
     OCI_INDEX, OCI_MANIFEST, sha256_digest,
 };
 pub use kubelet_api::KubeletApi;
+pub use logs::{CapturedLogs, capture_trace_logs};
 pub use node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
 pub use push::{PushedIndex, PushedManifest};
 pub use registry::{RegistryAuth, TestRegistry};
