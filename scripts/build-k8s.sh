@@ -46,7 +46,7 @@ if [ ! -d "$WORK/tree" ]; then
 fi
 
 # GOPATH mode: module mode does not build this tree.
-export GOPATH=$WORK/gopath GO111MODULE=off GOPROXY=off CGO_ENABLED=0 GOFLAGS=
+export GOPATH=$WORK/gopath GOCACHE=$WORK/gocache GO111MODULE=off GOPROXY=off CGO_ENABLED=0 GOFLAGS=
 mkdir -p "$GOPATH/src/k8s.io"
 ln -sfn "$WORK/tree" "$GOPATH/src/k8s.io/kubernetes"
 cd "$GOPATH/src/k8s.io/kubernetes"
@@ -55,4 +55,7 @@ make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler" \
 for b in "${BINS[@]}"; do
   install -m 0755 "$(find _output -type f -name "$b" -path '*bin*' | head -n1)" "$OUT/$b"
 done
-have_all && echo "k8s binaries built into $OUT"
+have_all
+# Only the binaries are reused; the source tree and Go's cache are GBs of disk.
+cd / && rm -rf "$WORK"
+echo "k8s binaries built into $OUT"
