@@ -53,6 +53,7 @@ pub(crate) struct Options {
     pub(crate) cleanup: Option<CleanupPolicy>,
     pub(crate) upload: Option<UploadMethod>,
     pub(crate) unschedulable_timeout: Option<Option<Duration>>,
+    pub(crate) node_lost_timeout: Option<Option<Duration>>,
 }
 
 impl fmt::Debug for Build {
@@ -229,6 +230,13 @@ macro_rules! option_setters {
             self.opts.unschedulable_timeout = Some(timeout);
             self
         }
+
+        /// How long the build's node may stay not ready (it stopped reporting) before the build
+        /// fails as `node_lost`; `None` waits. Default: 1 minute.
+        pub fn node_lost_timeout(mut self, timeout: Option<::std::time::Duration>) -> Self {
+            self.opts.node_lost_timeout = Some(timeout);
+            self
+        }
     };
 }
 pub(crate) use option_setters;
@@ -400,6 +408,9 @@ impl Options {
         }
         if let Some(u) = self.unschedulable_timeout {
             b = b.unschedulable_timeout(u);
+        }
+        if let Some(n) = self.node_lost_timeout {
+            b = b.node_lost_timeout(n);
         }
         b.build()
     }

@@ -1,6 +1,10 @@
 //! 50 concurrent builds of 10 distinct images on the real control plane and the stand-in node:
-//! exactly one Job per image (the others attach to it), and every caller gets its own image's
-//! outcome, with the digest the registry holds.
+//! exactly one Job per image, and every caller gets its own image's outcome, with the digest the
+//! registry holds.
+//!
+//! Nothing holds the builds back: the runner shares one run per build among the callers that
+//! overlap (see `KubeRunner`, "Concurrent callers"), and a caller that comes after its image's
+//! build has pushed finds the image in its own probe and builds nothing. Either way, one Job.
 
 mod runner_support;
 
@@ -14,7 +18,7 @@ use kaniko_builder_core::flow::{BuildEvent, BuildOutcome, CancellationToken, Flo
 use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::runner::CleanupPolicy;
 use kaniko_builder_registry::{DockerConfig, ImageRef, RegistryClient, RegistrySettings};
-use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target};
+use kaniko_builder_testkit::node::{NodeOptions, StandInNode};
 use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
 use runner_support::*;
 
@@ -56,16 +60,6 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
         );
         contexts.push(dir);
     }
-    // Each build starts 3 s after its Pod is scheduled, so every caller has probed (and found
-    // the image absent) while its image's Job still runs, even on a loaded machine: a caller that
-    // comes after a Job is gone legitimately creates another one (the in-cluster check then skips).
-    for cfg in &configs {
-        node.inject(
-            Fault::SlowStart(Duration::from_secs(3)),
-            Target::NamePrefix(cfg.job_name()),
-        )
-        .await?;
-    }
     let (watch, created) = record_jobs(&admin, ns);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -92,7 +86,7 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
     let results = futures::future::join_all(runs).await;
 
     let mut digests: BTreeMap<String, String> = BTreeMap::new();
-    let (mut queued, mut attached) = (0, 0);
+    let (mut queued, mut attached, mut found) = (0, 0, 0);
     for (caller, cfg, result, events) in &results {
         let outcome = result
             .as_ref()
@@ -123,18 +117,102 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
             .iter()
             .filter(|e| matches!(e, BuildEvent::Attached { .. }))
             .count();
+        if matches!(outcome, BuildOutcome::Skipped { .. })
+            && events
+                .iter()
+                .any(|e| matches!(e, BuildEvent::Probed { exists: true, .. }))
+        {
+            found += 1;
+        }
     }
     assert_eq!(digests.len(), IMAGES);
     let distinct: std::collections::BTreeSet<_> = digests.values().collect();
     assert_eq!(distinct.len(), IMAGES, "each image has its own digest");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let jobs = created.lock().expect("lock").len();
-    tracing::info!("{CALLERS} callers: {jobs} Jobs created, {queued} queued, {attached} attached");
-    assert_eq!(
-        (jobs, queued, attached),
-        (IMAGES, IMAGES, CALLERS - IMAGES),
-        "exactly one Job per image (Jobs seen by a watch, runs that created one, runs that attached)"
+    tracing::info!(
+        "{CALLERS} callers: {jobs} Jobs created, {queued} queued, {attached} attached, {found} found the image"
     );
+    assert_eq!(
+        (jobs, queued, attached + found),
+        (IMAGES, IMAGES, CALLERS - IMAGES),
+        "exactly one Job per image (Jobs seen by a watch, runs that created one, runs that shared \
+         one or found the image already pushed)"
+    );
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+    watch.abort();
+    drop(node);
+    Ok(())
+}
+
+/// Two callers share one build; one is cancelled once the Pod is scheduled: it returns
+/// `Cancelled` at once, while the build goes on and the other caller gets it, verified. One Job.
+#[tokio::test]
+async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyhow::Result<()> {
+    let (cluster, registry) =
+        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
+    let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
+    let client = RegistryClient::builder()
+        .docker_config(DockerConfig::anonymous())
+        .registry(registry.host(), RegistrySettings::default().plain_http(true))
+        .build()?;
+    let admin = cluster.admin_client();
+    let runner = KubeRunner::builder(admin.clone())
+        .docker_config_json(registry.docker_config_json())
+        .blob_store(Arc::new(client.clone()))
+        .build();
+    let ns = "shared";
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY id.txt /\n")?;
+    std::fs::write(dir.path().join("id.txt"), "shared\n")?;
+    let cfg = BuildConfig::builder(format!("{}/shared/app:v1", registry.host()).parse::<ImageRef>()?)
+        .namespace(ns)
+        .context(ContextSource::LocalDir(dir.path().to_owned()))
+        .build()?;
+    let (watch, created) = record_jobs(&admin, ns);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (leaving, staying) = (Recorder::default(), Recorder::default());
+    let (cancel, never) = (CancellationToken::new(), CancellationToken::new());
+    let (leaving_sink, staying_sink, opts) = (leaving.sink(), staying.sink(), FlowOptions::default());
+    let (left, stayed, ()) = tokio::join!(
+        run_build(&cfg, &client, &runner, &leaving_sink, &cancel, &opts),
+        run_build(&cfg, &client, &runner, &staying_sink, &never, &opts),
+        async {
+            leaving
+                .wait_for("scheduled", |e| matches!(e, BuildEvent::Scheduled { .. }))
+                .await;
+            cancel.cancel();
+        }
+    );
+    let err = left.expect_err("cancelled");
+    assert!(err.is_cancelled(), "{err}");
+    let digest = match stayed {
+        Ok(BuildOutcome::Built { digest, .. }) => digest,
+        other => panic!("the other caller should get the build: {other:?}"),
+    };
+    let held = client.probe(cfg.image()).await?;
+    assert_eq!(held.manifest().map(|m| &m.digest), Some(&digest));
+    let job_events = |r: &Recorder| {
+        r.events()
+            .into_iter()
+            .filter(|e| matches!(e, BuildEvent::Queued { .. } | BuildEvent::Attached { .. }))
+            .count()
+    };
+    assert_eq!(job_events(&staying), 1, "{:?}", staying.steps());
+    assert!(
+        staying
+            .events()
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Pushed { .. })),
+        "{:?}",
+        staying.steps()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(created.lock().expect("lock").len(), 1, "one Job for both callers");
     assert_eq!(
         leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
         ["secret/docker-config-secret"]

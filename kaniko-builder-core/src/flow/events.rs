@@ -57,6 +57,16 @@ pub enum BuildEvent {
         /// The node's name.
         node: String,
     },
+    /// The node running the Pod stopped reporting (the Node is not `Ready`, or the node
+    /// controller marked the Pod not ready). The build fails as
+    /// [`FailureReason::NodeLost`](super::FailureReason::NodeLost) unless the node comes back
+    /// within the executor's grace.
+    NodeNotReady {
+        /// The node.
+        node: Option<String>,
+        /// What the cluster said.
+        message: String,
+    },
     /// A container waits for its image.
     PullingImage {
         /// The container.

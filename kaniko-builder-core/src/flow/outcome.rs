@@ -1,6 +1,7 @@
 //! How a build ends: an outcome, or a failure with the reason a user needs.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -361,18 +362,19 @@ impl fmt::Display for FailureReason {
 }
 
 /// An executor's failure: the reason, the Job involved and what was kept. Boxed inside, so a
-/// `Result` carrying it stays small.
-#[derive(Debug)]
+/// `Result` carrying it stays small; cheap to clone (the source is shared), so one build's
+/// failure can be handed to every caller waiting for that build.
+#[derive(Debug, Clone)]
 pub struct ExecError {
     inner: Box<Failure>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Failure {
     reason: FailureReason,
     job: Option<ObjectRef>,
     kept: Vec<ObjectRef>,
-    source: Option<BoxError>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl ExecError {
@@ -405,7 +407,7 @@ impl ExecError {
     /// Attaches the underlying error.
     #[must_use]
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.inner.source = Some(source.into());
+        self.inner.source = Some(Arc::from(source.into()));
         self
     }
 

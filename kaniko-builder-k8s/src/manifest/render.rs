@@ -201,7 +201,8 @@ fn orchestrator_rules(secret: &str, exec_upload: bool) -> Vec<PolicyRule> {
             &["create", "get", "list", "watch", "delete"],
             None,
         ),
-        rule(&[""], &["pods"], &["get", "list", "watch"], None),
+        // delete: a lost node's Pods are force-deleted (no kubelet will confirm their deletion).
+        rule(&[""], &["pods"], &["get", "list", "watch", "delete"], None),
         rule(&[""], &["pods/log"], &["get"], None),
     ];
     if exec_upload {

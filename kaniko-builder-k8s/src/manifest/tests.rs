@@ -231,7 +231,7 @@ fn rbac_is_least_privilege() {
         find("jobs")[0].verbs,
         ["create", "get", "list", "watch", "delete"]
     );
-    assert_eq!(find("pods")[0].verbs, ["get", "list", "watch"]);
+    assert_eq!(find("pods")[0].verbs, ["get", "list", "watch", "delete"]);
     let secrets = find("secrets");
     assert_eq!(secrets.len(), 2);
     assert_eq!(

@@ -29,6 +29,8 @@ pub(super) struct Tracked {
     pub(super) pods: BTreeSet<String>,
     /// The Job is gone (deleted by someone else, or by us).
     pub(super) gone: bool,
+    /// The Pods' node stopped reporting: deleting them needs force.
+    pub(super) node_lost: bool,
 }
 
 pub(super) fn lock(t: &Mutex<Tracked>) -> std::sync::MutexGuard<'_, Tracked> {
@@ -100,6 +102,24 @@ pub(super) async fn delete_created(
         }
     }
     deleted
+}
+
+/// Force-deletes the Pods of a build whose node was lost: no kubelet will confirm their
+/// deletion, so without force they stay `Terminating`, and a Job deleted with Foreground
+/// propagation waits for them. Errors are logged.
+pub(super) async fn force_delete_pods(client: &kube::Client, tracked: &Tracked) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &tracked.namespace);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    for pod in &tracked.pods {
+        match pods.delete(pod, &params).await {
+            Ok(_) => tracing::info!(%pod, "force-deleted the Pod of the lost node"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => tracing::warn!(%pod, error = %e, "cannot force-delete the Pod of the lost node"),
+        }
+    }
 }
 
 /// Waits until the Job is gone and then until no Pod of it is left. With Foreground deletion

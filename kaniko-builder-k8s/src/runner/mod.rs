@@ -14,9 +14,19 @@
 //! 4. watches the Job (by name) and its Pods (by `controller-uid`) with kube-runtime watchers,
 //!    which resume after a disconnect — no polling anywhere — and turns their states into
 //!    [`BuildEvent`]s and a verdict read from the containers' termination messages;
+//!    A node that stops reporting (the Node not `Ready`, when the client may watch Nodes; or
+//!    the Pod marked not ready by the node controller, which needs no permission) fails the build
+//!    with [`FailureReason::NodeLost`] after [`KubeRunnerBuilder::node_lost_timeout`];
 //! 5. follows the `kaniko-init` and `image-builder` logs as lines ([`BuildEvent::Log`]), keeping the
 //!    last [`KubeRunnerBuilder::log_tail_lines`] of each for the failure report;
 //! 6. cleans up per [`CleanupPolicy`], and says what was kept.
+//!
+//! # Concurrent callers
+//! Calls for the same build (same namespace and build hash, both forced or both not) that overlap
+//! in one runner (or its clones) share one run: one Job, every caller gets its events (the
+//! Job's creation reads as [`BuildEvent::Attached`] to all but the first) and the same result.
+//! A caller that is cancelled leaves; the build goes on for the others and is cancelled with
+//! the last one. Across runners and processes, callers attach to the same Job by name instead.
 //!
 //! # Cleanup
 //! - The per-build ConfigMap is made owned by the Job right after the Job exists, so the garbage
@@ -36,11 +46,14 @@
 //!   while the Job was being deleted: an orphan the garbage collector removes moments later).
 //! - Dropping the future: a guard spawns the same delete (Background, since nobody waits for
 //!   it) on the current tokio runtime.
+//! - A Pod whose node was lost (see [`KubeRunnerBuilder::node_lost_timeout`]) is force-deleted
+//!   when it is to be deleted: its kubelet cannot confirm the deletion any more.
 //! - Only the run that created a Job deletes it: a run attached to another run's Job leaves it.
 //! - The docker-config Secret is shared by the builds of a namespace (and limited to one name by
 //!   the generated Role): it is kept, and listed in what is kept.
 
 mod cleanup;
+mod flight;
 mod logs;
 mod options;
 mod state;
@@ -69,11 +82,12 @@ use kube::{Resource as _, ResourceExt as _};
 use crate::apply::{self, ApplyParams};
 use crate::context::{self, PackOptions};
 use crate::manifest::{ANNOTATION_BUILD_HASH, BuildManifests, JobOptions, LABEL_INSTANCE, render};
-use cleanup::{DropGuard, Tracked, delete_created, lock, wait_job_and_pods_gone};
+use cleanup::{DropGuard, Tracked, delete_created, force_delete_pods, lock, wait_job_and_pods_gone};
 use logs::Tails;
 pub use options::{
     CleanupPolicy, DEFAULT_CLEANUP_TIMEOUT, DEFAULT_LOG_DRAIN_TIMEOUT, DEFAULT_LOG_TAIL_LINES,
-    DEFAULT_UNSCHEDULABLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT, KubeRunnerBuilder, Setup, UploadMethod,
+    DEFAULT_NODE_LOST_TIMEOUT, DEFAULT_UNSCHEDULABLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT, KubeRunnerBuilder,
+    Setup, UploadMethod,
 };
 use state::Verdict;
 use watch::Stop;
@@ -101,6 +115,7 @@ struct Inner {
     timeout: Option<Duration>,
     upload_timeout: Duration,
     unschedulable_timeout: Option<Duration>,
+    node_lost_timeout: Option<Duration>,
     cleanup_timeout: Duration,
     log_drain_timeout: Duration,
     log_tail_lines: usize,
@@ -108,6 +123,9 @@ struct Inner {
     apply: ApplyParams,
     setup: Setup,
     setup_done: Mutex<HashSet<String>>,
+    flights: flight::Flights,
+    /// Whether the client may list and watch Nodes (asked once).
+    node_access: std::sync::OnceLock<bool>,
 }
 
 impl fmt::Debug for KubeRunner {
@@ -141,6 +159,7 @@ impl KubeRunner {
             timeout: None,
             upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
             unschedulable_timeout: Some(DEFAULT_UNSCHEDULABLE_TIMEOUT),
+            node_lost_timeout: Some(DEFAULT_NODE_LOST_TIMEOUT),
             cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
             log_drain_timeout: DEFAULT_LOG_DRAIN_TIMEOUT,
             log_tail_lines: DEFAULT_LOG_TAIL_LINES,
@@ -178,7 +197,21 @@ fn api_error(action: String, e: kube::Error) -> ExecError {
 
 #[async_trait::async_trait]
 impl BuildExecutor for KubeRunner {
+    /// Runs the build, or joins the same build already running in this runner (see the module
+    /// docs, "Concurrent callers").
     async fn execute(
+        &self,
+        plan: &BuildPlan,
+        events: &EventSink,
+        cancel: CancellationToken,
+    ) -> Result<Executed, ExecError> {
+        self.execute_shared(plan, events, cancel).await
+    }
+}
+
+impl KubeRunner {
+    /// One run of a build, from render to cleanup.
+    async fn execute_once(
         &self,
         plan: &BuildPlan,
         events: &EventSink,
@@ -211,9 +244,7 @@ impl BuildExecutor for KubeRunner {
         guard.armed = false;
         out
     }
-}
 
-impl KubeRunner {
     /// Cleans up per policy and turns the run's result into the executor's answer.
     async fn finish(
         &self,
@@ -256,6 +287,9 @@ impl KubeRunner {
             // On success nobody waits for the ConfigMap: the garbage collector removes it with
             // the Job. After a cancellation it goes before the run returns.
             deleted = delete_created(&inner.client, &snapshot, policy, !wait).await;
+            if deleted && snapshot.created && snapshot.node_lost {
+                force_delete_pods(&inner.client, &snapshot).await;
+            }
             if deleted
                 && wait
                 && let Some((name, uid)) = &snapshot.job

@@ -14,6 +14,8 @@ use crate::manifest::JobOptions;
 
 /// Default [`KubeRunnerBuilder::unschedulable_timeout`].
 pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`KubeRunnerBuilder::node_lost_timeout`].
+pub const DEFAULT_NODE_LOST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`KubeRunnerBuilder::upload_timeout`].
 pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default [`KubeRunnerBuilder::cleanup_timeout`].
@@ -98,6 +100,7 @@ pub struct KubeRunnerBuilder {
     pub(super) timeout: Option<Duration>,
     pub(super) upload_timeout: Duration,
     pub(super) unschedulable_timeout: Option<Duration>,
+    pub(super) node_lost_timeout: Option<Duration>,
     pub(super) cleanup_timeout: Duration,
     pub(super) log_drain_timeout: Duration,
     pub(super) log_tail_lines: usize,
@@ -169,6 +172,22 @@ impl KubeRunnerBuilder {
         self
     }
 
+    /// How long the build's node may stay not ready (it stopped reporting: the Node's `Ready`
+    /// condition is `Unknown` or `False`, or the node controller marked the Pod not ready) before
+    /// the build fails with
+    /// [`FailureReason::NodeLost`](kaniko_builder_core::flow::FailureReason::NodeLost); the
+    /// build goes on if the node comes back in time. `None` waits (until the deadlines), as
+    /// Kubernetes itself does for about 5 minutes before it evicts. Default: 1 minute, counted
+    /// from when the cluster noticed (after its own `node-monitor-grace-period`).
+    ///
+    /// When a lost node's Pod is to be deleted (cancellation, timeout, or
+    /// [`CleanupPolicy::delete_on_failure`]), it is force-deleted: its kubelet can no longer
+    /// confirm the deletion, and the Job would wait for it forever.
+    pub fn node_lost_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.node_lost_timeout = timeout;
+        self
+    }
+
     /// How long cleanup after a cancellation or timeout waits for the Job and its Pods to be
     /// gone. Default: 60 seconds.
     pub fn cleanup_timeout(mut self, timeout: Duration) -> Self {
@@ -220,6 +239,7 @@ impl KubeRunnerBuilder {
                 timeout: self.timeout,
                 upload_timeout: self.upload_timeout,
                 unschedulable_timeout: self.unschedulable_timeout,
+                node_lost_timeout: self.node_lost_timeout,
                 cleanup_timeout: self.cleanup_timeout,
                 log_drain_timeout: self.log_drain_timeout,
                 log_tail_lines: self.log_tail_lines,
@@ -227,6 +247,8 @@ impl KubeRunnerBuilder {
                 apply: self.apply,
                 setup: self.setup,
                 setup_done: Mutex::new(HashSet::new()),
+                flights: Mutex::default(),
+                node_access: std::sync::OnceLock::new(),
                 job_options: self.job_options,
             }),
         }

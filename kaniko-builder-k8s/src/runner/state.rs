@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod, PodCondition};
 use kaniko_builder_core::Digest;
 use kaniko_builder_core::flow::{BuildEvent, FailureReason, InitDecision};
 
@@ -44,6 +44,10 @@ pub(crate) enum Action {
     Scheduled,
     /// The Job failed or completed without a Pod verdict yet: give the Pod watch a moment.
     AwaitPod(Verdict),
+    /// The build's node stopped reporting: start the node-lost grace timer (with the message).
+    NodeNotReady(String),
+    /// The node reports again: stop that timer.
+    NodeReady,
 }
 
 /// Tracks one build's Pod and Job.
@@ -58,6 +62,25 @@ pub(crate) struct Tracker {
     building: bool,
     pushed: bool,
     node: Option<String>,
+    /// The node controller marked the Pod not ready (its node stopped reporting).
+    pod_marked: bool,
+    /// The Node itself is not `Ready`.
+    node_not_ready: bool,
+}
+
+fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == type_))
+}
+
+/// Whether someone other than the kubelet marked the Pod not ready. The kubelet sets `Ready` and
+/// `ContainersReady` together (these Pods have no readiness gates); the node lifecycle controller,
+/// when the node stops reporting, flips only `Ready` to `False`.
+fn marked_not_ready_by_node_controller(pod: &Pod) -> bool {
+    let status = |t| condition(pod, t).map(|c| c.status.as_str());
+    status("Ready") == Some("False") && status("ContainersReady") == Some("True")
 }
 
 fn status<'a>(statuses: Option<&'a Vec<ContainerStatus>>, name: &str) -> Option<&'a ContainerStatus> {
@@ -92,6 +115,18 @@ impl Tracker {
             {
                 self.unschedulable = true;
                 actions.push(Action::Unschedulable(c.message.clone().unwrap_or_default()));
+            }
+        }
+        if self.scheduled {
+            let marked = marked_not_ready_by_node_controller(pod);
+            if marked != self.pod_marked {
+                let was = self.suspects_node();
+                self.pod_marked = marked;
+                self.node_transition(
+                    was,
+                    "the node controller marked the Pod not ready: its node stopped reporting",
+                    &mut actions,
+                );
             }
         }
         let message = st.message.clone().unwrap_or_default();
@@ -268,6 +303,56 @@ impl Tracker {
                 ),
             })),
         }
+    }
+
+    /// A new state of the Node the Pod runs on.
+    pub(crate) fn node(&mut self, node: &Node) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+        // No Ready condition yet is a node still registering, not a lost one.
+        let Some(ready) = ready else {
+            return actions;
+        };
+        let not_ready = ready.status != "True";
+        if not_ready != self.node_not_ready {
+            let was = self.suspects_node();
+            self.node_not_ready = not_ready;
+            let message = match (&ready.reason, &ready.message) {
+                (Some(r), Some(m)) => format!("{r}: {m}"),
+                (Some(x), None) | (None, Some(x)) => x.clone(),
+                (None, None) => format!("the Node's Ready condition is {}", ready.status),
+            };
+            self.node_transition(was, &message, &mut actions);
+        }
+        actions
+    }
+
+    fn suspects_node(&self) -> bool {
+        self.pod_marked || self.node_not_ready
+    }
+
+    /// Emits the start or the end of a suspicion, once per transition.
+    fn node_transition(&self, was: bool, message: &str, actions: &mut Vec<Action>) {
+        match (was, self.suspects_node()) {
+            (false, true) => {
+                actions.push(Action::Emit(BuildEvent::NodeNotReady {
+                    node: self.node.clone(),
+                    message: message.to_owned(),
+                }));
+                actions.push(Action::NodeNotReady(message.to_owned()));
+            }
+            (true, false) => actions.push(Action::NodeReady),
+            _ => {}
+        }
+    }
+
+    /// The node the Pod was bound to.
+    pub(crate) fn node_name(&self) -> Option<&str> {
+        self.node.as_deref()
     }
 
     /// A new state of the Job.

@@ -208,3 +208,102 @@ fn job_conditions() {
     assert_eq!(super::state::job_finished(&job("Complete", "")), Some(true));
     assert_eq!(super::state::job_finished(&job("Failed", "x")), Some(false));
 }
+
+fn conditions(ready: &str, containers_ready: &str) -> Value {
+    json!([
+        { "type": "PodScheduled", "status": "True" },
+        { "type": "Initialized", "status": "True" },
+        { "type": "ContainersReady", "status": containers_ready },
+        { "type": "Ready", "status": ready },
+    ])
+}
+
+fn node_lost_actions(a: &[Action]) -> Vec<&Action> {
+    a.iter()
+        .filter(|a| matches!(a, Action::NodeNotReady(_) | Action::NodeReady))
+        .collect()
+}
+
+#[test]
+fn a_pod_marked_not_ready_by_the_node_controller_suspects_the_node_once() {
+    let init_ok = terminated(
+        "kaniko-init",
+        0,
+        "Completed",
+        r#"{"decision":"build","reason":"absent"}"#,
+    );
+    let status = |ready: &str, containers_ready: &str| {
+        json!({ "phase": "Running", "conditions": conditions(ready, containers_ready),
+                "initContainerStatuses": [init_ok], "containerStatuses": [running("image-builder")] })
+    };
+    let mut t = Tracker::default();
+    let (a, v) = t.pod(&pod(&status("True", "True"), Some("node-1")), false);
+    assert!(v.is_none());
+    assert!(node_lost_actions(&a).is_empty());
+
+    // The node lifecycle controller flips only Ready; the kubelet would flip both.
+    let (a, v) = t.pod(&pod(&status("False", "True"), Some("node-1")), false);
+    assert!(v.is_none(), "not a verdict yet: the runner's grace decides");
+    assert!(
+        matches!(node_lost_actions(&a)[..], [Action::NodeNotReady(_)]),
+        "{a:?}"
+    );
+    assert!(events(&a).iter().any(|e| matches!(e,
+        BuildEvent::NodeNotReady { node: Some(n), .. } if n == "node-1")));
+    let (a, _) = t.pod(&pod(&status("False", "True"), Some("node-1")), false);
+    assert!(node_lost_actions(&a).is_empty(), "once per transition: {a:?}");
+
+    let (a, _) = t.pod(&pod(&status("True", "True"), Some("node-1")), false);
+    assert_eq!(node_lost_actions(&a), [&Action::NodeReady]);
+}
+
+#[test]
+fn a_kubelet_reporting_unready_containers_is_not_a_lost_node() {
+    let mut t = Tracker::default();
+    let init = json!({ "phase": "Pending", "conditions": conditions("False", "False"),
+                       "initContainerStatuses": [running("kaniko-init")],
+                       "containerStatuses": [waiting("image-builder", "PodInitializing", "")] });
+    let (a, _) = t.pod(&pod(&init, Some("n")), false);
+    assert!(node_lost_actions(&a).is_empty(), "{a:?}");
+    let done = json!({ "phase": "Failed", "conditions": conditions("False", "False"),
+                       "containerStatuses": [terminated("image-builder", 1, "Error", "")] });
+    let (a, _) = t.pod(&pod(&done, Some("n")), false);
+    assert!(node_lost_actions(&a).is_empty(), "{a:?}");
+}
+
+#[test]
+fn a_node_not_ready_suspects_the_node_until_it_is_ready_again() {
+    let node = |status: &str, reason: &str| -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(json!({ "metadata": { "name": "node-1" }, "status": { "conditions": [
+            { "type": "Ready", "status": status, "reason": reason, "message": "Kubelet stopped posting node status." }
+        ] } }))
+        .expect("node")
+    };
+    let mut t = Tracker::default();
+    t.pod(
+        &pod(
+            &json!({ "phase": "Pending", "initContainerStatuses": [running("kaniko-init")] }),
+            Some("node-1"),
+        ),
+        false,
+    );
+    assert!(t.node(&node("True", "KubeletReady")).is_empty());
+    let a = t.node(&node("Unknown", "NodeStatusUnknown"));
+    assert_eq!(
+        node_lost_actions(&a),
+        [&Action::NodeNotReady(
+            "NodeStatusUnknown: Kubelet stopped posting node status.".into()
+        )]
+    );
+    assert!(t.node(&node("Unknown", "NodeStatusUnknown")).is_empty());
+    assert_eq!(
+        node_lost_actions(&t.node(&node("True", "KubeletReady"))),
+        [&Action::NodeReady]
+    );
+    let empty: k8s_openapi::api::core::v1::Node =
+        serde_json::from_value(json!({ "metadata": { "name": "node-1" } })).expect("node");
+    assert!(
+        t.node(&empty).is_empty(),
+        "a node without conditions is still registering"
+    );
+}

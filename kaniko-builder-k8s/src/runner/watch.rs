@@ -5,8 +5,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kaniko_builder_core::flow::{EventSink, ExecError, FailureReason};
 use kube::ResourceExt as _;
 use kube::api::Api;
@@ -63,6 +64,8 @@ impl KubeRunner {
         let mut job_in_init = false;
         let mut timer: Option<(Instant, Verdict)> = None;
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        // Started once the Pod is bound; dropped if the client may not watch Nodes.
+        let mut node_watch: Option<BoxStream<'static, watcher::Result<Event<Node>>>> = None;
 
         let verdict = loop {
             let wake = timer.as_ref().map_or(far, |(at, _)| *at);
@@ -153,12 +156,58 @@ impl KubeRunner {
                                 if matches!(timer, Some((_, Verdict::Failed(FailureReason::Unschedulable { .. })))) {
                                     timer = None;
                                 }
+                                if let Some(node) = tracker.node_name()
+                                    && self.may_watch_nodes().await
+                                {
+                                    node_watch = Some(watch_node(&inner.client, node));
+                                }
+                            }
+                            Action::NodeNotReady(message) => {
+                                lock(tracked).node_lost = true;
+                                node_lost(&mut timer, inner.node_lost_timeout, tracker.node_name(), &message);
+                            }
+                            Action::NodeReady => {
+                                lock(tracked).node_lost = false;
+                                node_back(&mut timer, tracker.node_name());
                             }
                             Action::AwaitPod(_) => {}
                         }
                     }
                     if let Some(v) = verdict {
                         break v;
+                    }
+                }
+                event = async { node_watch.as_mut().expect("guarded by the condition").next().await }, if node_watch.is_some() => {
+                    let node = match event {
+                        Some(Ok(Event::InitApply(node) | Event::Apply(node))) => node,
+                        Some(Err(e)) if forbidden(&e) => {
+                            tracing::debug!(error = %e, "may not watch the build's Node; a lost node is seen through the Pod's conditions only");
+                            node_watch = None;
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "node watch error; the watcher resumes");
+                            continue;
+                        }
+                        None => {
+                            node_watch = None;
+                            continue;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    for action in tracker.node(&node) {
+                        match action {
+                            Action::Emit(e) => events.send(e),
+                            Action::NodeNotReady(message) => {
+                                lock(tracked).node_lost = true;
+                                node_lost(&mut timer, inner.node_lost_timeout, tracker.node_name(), &message);
+                            }
+                            Action::NodeReady => {
+                                lock(tracked).node_lost = false;
+                                node_back(&mut timer, tracker.node_name());
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 result = async { upload.as_mut().expect("guarded by the condition").await }, if upload.is_some() => {
@@ -193,6 +242,89 @@ impl KubeRunner {
         .await;
         tracing::debug!(elapsed = ?draining.elapsed(), complete = drained.is_ok(), "log streams drained");
         Ok(Stop::Verdict(verdict))
+    }
+}
+
+impl KubeRunner {
+    /// Whether this runner's client may list Nodes; asked once per runner, so that a client
+    /// without the permission (the generated Role has none) meets no failing watch.
+    async fn may_watch_nodes(&self) -> bool {
+        if let Some(known) = self.inner.node_access.get() {
+            return *known;
+        }
+        let nodes: Api<Node> = Api::all(self.inner.client.clone());
+        match nodes
+            .list_metadata(&kube::api::ListParams::default().limit(1))
+            .await
+        {
+            Ok(_) => {
+                let _ = self.inner.node_access.set(true);
+                true
+            }
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::debug!("may not list Nodes; a lost node is seen through the Pod's conditions only");
+                let _ = self.inner.node_access.set(false);
+                false
+            }
+            // Not a definite answer: this build goes without, the next one asks again.
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot tell whether Nodes may be watched");
+                false
+            }
+        }
+    }
+}
+
+/// Watches the one Node the build's Pod is bound to.
+fn watch_node(client: &kube::Client, node: &str) -> BoxStream<'static, watcher::Result<Event<Node>>> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    watcher::watcher(
+        nodes,
+        watcher::Config::default().fields(&format!("metadata.name={node}")),
+    )
+    .default_backoff()
+    .boxed()
+}
+
+/// Whether a watch failed for lack of permission (Nodes are cluster-scoped: the generated,
+/// namespaced Role cannot grant them).
+fn forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s))
+        | watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
+    }
+}
+
+/// The node stopped reporting: fail as lost after `grace`, unless a firmer verdict is pending.
+/// It replaces a pending upload failure, which a lost node causes.
+fn node_lost(
+    timer: &mut Option<(Instant, Verdict)>,
+    grace: Option<Duration>,
+    node: Option<&str>,
+    message: &str,
+) {
+    tracing::warn!(node = node.unwrap_or_default(), %message, ?grace, "the build's node is not ready");
+    let Some(grace) = grace else { return };
+    if matches!(
+        timer,
+        None | Some((_, Verdict::Failed(FailureReason::Context { .. })))
+    ) {
+        let reason = FailureReason::NodeLost {
+            node: node.map(str::to_owned),
+            message: format!("{message} (not back within {grace:?})"),
+        };
+        *timer = Some((Instant::now() + grace, Verdict::Failed(reason)));
+    }
+}
+
+/// The node reports again: the build goes on.
+fn node_back(timer: &mut Option<(Instant, Verdict)>, node: Option<&str>) {
+    tracing::info!(node = node.unwrap_or_default(), "the build's node is ready again");
+    if matches!(timer, Some((_, Verdict::Failed(FailureReason::NodeLost { .. })))) {
+        *timer = None;
     }
 }
 

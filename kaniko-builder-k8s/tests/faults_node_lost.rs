@@ -1,0 +1,225 @@
+//! A node lost mid-build, on the real control plane with the node lifecycle controller running
+//! (short monitor periods) and the stand-in node, which stops all reporting on
+//! [`Fault::StopReporting`] while its containers keep running, as a partitioned node would.
+//!
+//! Both ways the runner notices end as `FailureReason::NodeLost`, never as a timeout, a deadline
+//! or a success, and cleanup still runs: the lost node cannot confirm its Pod's deletion, so the
+//! runner force-deletes it, and the listing (Terminating Pods included) is empty but for the
+//! shared Secret.
+//! - Through the Node (a client allowed to watch Nodes), while `kaniko-init` has not even started:
+//!   the Pod shows nothing then, only the Node turns `Ready=Unknown`.
+//! - Through the Pod alone, as the orchestrator ServiceAccount with only the generated Role (no
+//!   access to Nodes): once the build runs, the node controller marks the Pod not ready.
+
+mod runner_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::Pod;
+use kaniko_builder_core::config::ContextSource;
+use kaniko_builder_core::flow::{
+    BuildEvent, BuildFailure, CancellationToken, FailureReason, FlowOptions, run_build,
+};
+use kaniko_builder_core::{BuildConfig, ImageRef};
+use kaniko_builder_k8s::KubeRunner;
+use kaniko_builder_k8s::apply::{self, ApplyParams};
+use kaniko_builder_k8s::manifest::{DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT, JobOptions};
+use kaniko_builder_k8s::runner::{CleanupPolicy, Setup};
+use kaniko_builder_registry::{DockerConfig, RegistryClient, RegistrySettings};
+use kaniko_builder_testkit::cluster::{Component, DEFAULT_CONTROLLERS};
+use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
+use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
+use kube::api::{Api, ListParams};
+use runner_support::*;
+
+const NS: &str = "lost";
+const SECRET: &str = "secret/docker-config-secret";
+
+/// Runs `config` until it fails, injecting `StopReporting` on `node` once `at` is seen.
+async fn lose_node_at(
+    config: &BuildConfig,
+    registry: &RegistryClient,
+    runner: &KubeRunner,
+    node: &StandInNode,
+    step: &str,
+    at: impl Fn(&BuildEvent) -> bool,
+) -> anyhow::Result<(BuildFailure, Vec<BuildEvent>)> {
+    let rec = Recorder::default();
+    let (sink, never, opts) = (rec.sink(), CancellationToken::new(), FlowOptions::default());
+    let (result, injected) = tokio::join!(
+        tokio::time::timeout(
+            WAIT * 2,
+            run_build(config, registry, runner, &sink, &never, &opts)
+        ),
+        async {
+            rec.wait_for(step, &at).await;
+            node.inject(Fault::StopReporting, Target::Node).await
+        }
+    );
+    injected?;
+    let err = result
+        .context("the build neither ended nor failed")?
+        .expect_err("a build on a lost node cannot succeed");
+    Ok((err, rec.events()))
+}
+
+/// Every Pod of ours in the namespace, Terminating ones included (a lost node's Pod stays
+/// Terminating unless force-deleted).
+async fn all_pods(client: &kube::Client) -> anyhow::Result<Vec<String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    Ok(pods
+        .list(&ListParams::default().labels(OURS))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect())
+}
+
+fn assert_node_lost(err: &BuildFailure, events: &[BuildEvent], node: &str, said: &str) {
+    match err.reason() {
+        FailureReason::NodeLost {
+            node: Some(n),
+            message,
+        } => {
+            assert_eq!(n, node, "{err}");
+            assert!(message.contains(said), "{message:?} should say {said:?}");
+        }
+        other => panic!("expected NodeLost on {node}, got {other:?} ({err})"),
+    }
+    assert!(
+        events.iter().any(|e| matches!(e,
+            BuildEvent::NodeNotReady { node: Some(n), .. } if n == node)),
+        "no NodeNotReady event: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, BuildEvent::Pushed { .. })),
+        "nothing was pushed"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_node_fails_the_build_as_node_lost_and_cleanup_force_deletes_its_pod() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut controllers = DEFAULT_CONTROLLERS.to_vec();
+    controllers.push("nodelifecycle");
+    let (cluster, registry) = tokio::try_join!(
+        TestCluster::builder()
+            .controllers(controllers)
+            .arg(Component::ControllerManager, "--node-monitor-period=1s")
+            .arg(Component::ControllerManager, "--node-monitor-grace-period=5s")
+            .start(),
+        TestRegistry::start(RegistryAuth::Anonymous),
+    )?;
+    push_busybox_base(&registry, "base/busybox", "1").await?;
+    let ctx = tempfile::tempdir()?;
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}/base/busybox:1\nRUN sleep 600\n", registry.host()),
+    )?;
+    let client = RegistryClient::builder()
+        .docker_config(DockerConfig::anonymous())
+        .registry(registry.host(), RegistrySettings::default().plain_http(true))
+        .build()?;
+    let config = |tag: &str| -> anyhow::Result<BuildConfig> {
+        Ok(
+            BuildConfig::builder(format!("{}/team/lost:{tag}", registry.host()).parse::<ImageRef>()?)
+                .namespace(NS)
+                .context(ContextSource::LocalDir(ctx.path().to_owned()))
+                .insecure_registry(registry.host())
+                .build()?,
+        )
+    };
+    let blobs = client.clone();
+    let runner_for = |client: &kube::Client| {
+        KubeRunner::builder(client.clone())
+            .docker_config_json(registry.docker_config_json())
+            .blob_store(Arc::new(blobs.clone()))
+            .cleanup(CleanupPolicy::default().delete_on_failure(true))
+            .node_lost_timeout(Some(Duration::from_secs(1)))
+            .setup(Setup::IfAllowed)
+            .build()
+    };
+    let admin = cluster.admin_client();
+
+    // 1. Through the Node: the containers never start, so only the Node tells.
+    let node = StandInNode::start(
+        &cluster,
+        NodeOptions::default()
+            .name("kb-lost-1")
+            .registry(&registry)
+            .heartbeat(Duration::from_secs(1)),
+    )
+    .await?;
+    node.inject(Fault::SlowStart(Duration::from_secs(600)), Target::NextPod)
+        .await?;
+    let (err, events) = lose_node_at(
+        &config("init")?,
+        &client,
+        &runner_for(&admin),
+        &node,
+        "scheduled",
+        |e| matches!(e, BuildEvent::Scheduled { .. }),
+    )
+    .await?;
+    assert_node_lost(&err, &events, "kb-lost-1", "NodeStatusUnknown");
+    assert!(
+        !events.iter().any(|e| matches!(e, BuildEvent::Building)),
+        "lost before the build started"
+    );
+    assert_eq!(
+        all_pods(&admin).await?,
+        Vec::<String>::new(),
+        "the lost node's Pod is force-deleted"
+    );
+    assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
+    drop(node);
+
+    // 2. Through the Pod alone, as the orchestrator with only the generated Role.
+    let probe_config = config("build")?;
+    let manifests = kaniko_builder_k8s::render(
+        &probe_config,
+        &JobOptions::default(),
+        Some(registry.docker_config_json().as_bytes()),
+    )?;
+    apply::apply_setup(&admin, &manifests, &ApplyParams::default()).await?;
+    let orchestrator = cluster
+        .client_for_service_account(NS, DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT)
+        .await?;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(orchestrator.clone());
+    match nodes.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the orchestrator should not read Nodes: {other:?}"),
+    }
+    let node = StandInNode::start(
+        &cluster,
+        NodeOptions::default()
+            .name("kb-lost-2")
+            .registry(&registry)
+            .heartbeat(Duration::from_secs(1)),
+    )
+    .await?;
+    let (err, events) = lose_node_at(
+        &probe_config,
+        &client,
+        &runner_for(&orchestrator),
+        &node,
+        "building",
+        |e| matches!(e, BuildEvent::Building),
+    )
+    .await?;
+    assert_node_lost(&err, &events, "kb-lost-2", "marked the Pod not ready");
+    assert_eq!(
+        all_pods(&admin).await?,
+        Vec::<String>::new(),
+        "the lost node's Pod is force-deleted"
+    );
+    assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
+    drop(node);
+    Ok(())
+}
