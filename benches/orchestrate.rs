@@ -12,6 +12,10 @@
 //!    the delay with the default policy too. `run()` here is the whole core flow: the caller's
 //!    probe, the runner, and the verification of the pushed digest in the registry.
 //!
+//! 3. **Concurrent callers of one build**: API requests for 10 callers of the same image with one
+//!    shared runner (the callers share one run) against the same callers with a runner each (the
+//!    peer: each runner creates the Job or attaches to it by name, and follows it itself).
+//!
 //! Medians over the measured builds (after one warm-up build). Nothing here polls: the runner
 //! follows watches; the bench's own timing watch is a watch too.
 //!
@@ -363,6 +367,8 @@ async fn bench() -> anyhow::Result<()> {
             theirs.push(kubectl);
         }
     }
+    callers(&registry, &probe, &base, context.path(), &counter).await?;
+
     let (ours, theirs) = (median(ours), median(theirs));
     println!();
     println!(
@@ -379,6 +385,54 @@ async fn bench() -> anyhow::Result<()> {
         } else {
             "NOT met"
         }
+    );
+    Ok(())
+}
+
+/// Part 3: requests for `CALLERS` concurrent callers of one build, shared run against a runner
+/// each.
+async fn callers(
+    registry: &TestRegistry,
+    probe: &RegistryClient,
+    base: &impl Fn() -> kaniko_builder_k8s::runner::KubeRunnerBuilder,
+    context: &std::path::Path,
+    counter: &Counter,
+) -> anyhow::Result<()> {
+    const CALLERS: usize = 10;
+    println!();
+    println!("== {CALLERS} concurrent callers of one build: API requests ==");
+    let mut totals = Vec::new();
+    for (label, runners) in [("one runner, shared run", 1), ("a runner each (peer)", CALLERS)] {
+        let runners: Vec<KubeRunner> = (0..runners)
+            .map(|_| base().setup(kaniko_builder_k8s::runner::Setup::Never).build())
+            .collect();
+        let image: ImageRef = format!("{}/bench/callers:{}", registry.host(), runners.len()).parse()?;
+        let config = BuildConfig::builder(image)
+            .context(ContextSource::LocalDir(context.to_owned()))
+            .insecure_registry(registry.host())
+            .build()?;
+        let before = counter.snapshot().0;
+        let (sink, never, opts) = (
+            EventSink::discard(),
+            CancellationToken::new(),
+            FlowOptions::default(),
+        );
+        let runs = (0..CALLERS)
+            .map(|i| run_build(&config, probe, &runners[i % runners.len()], &sink, &never, &opts));
+        for outcome in futures::future::join_all(runs).await {
+            let outcome = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+            ensure!(
+                matches!(outcome, BuildOutcome::Built { .. } | BuildOutcome::Skipped { .. }),
+                "{outcome:?}"
+            );
+        }
+        let requests = counter.snapshot().0 - before;
+        println!("{label:>24}: {requests} requests");
+        totals.push(requests);
+    }
+    println!(
+        "ratio: a runner each / shared run = {:.1}",
+        totals[1] as f64 / totals[0].max(1) as f64
     );
     Ok(())
 }
