@@ -44,8 +44,9 @@
 //!   its Pods are gone first; the ConfigMap is deleted explicitly: when the run returns,
 //!   nothing of it is left (except, rarely, a Pod the Job controller created from a stale cache
 //!   while the Job was being deleted: an orphan the garbage collector removes moments later).
-//! - Dropping the future: a guard spawns the same delete (Background, since nobody waits for
-//!   it) on the current tokio runtime.
+//! - Dropping the future: the run itself goes on in a task of the current tokio runtime; when
+//!   no other caller shares it, it is cancelled and cleans up as above, with nobody waiting. If
+//!   that task is dropped too (the runtime shuts down), a guard spawns a Background delete.
 //! - A Pod whose node was lost (see [`KubeRunnerBuilder::node_lost_timeout`]) is force-deleted
 //!   when it is to be deleted: its kubelet cannot confirm the deletion any more.
 //! - Only the run that created a Job deletes it: a run attached to another run's Job leaves it.
