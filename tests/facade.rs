@@ -24,10 +24,7 @@ struct Bed {
 }
 
 async fn bed() -> anyhow::Result<Bed> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    kaniko_builder_testkit::init_tracing();
     let (cluster, registry) =
         tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Token))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;

@@ -27,6 +27,7 @@ const CALLERS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
+    kaniko_builder_testkit::init_tracing();
     let (cluster, registry) =
         tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
@@ -152,6 +153,7 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
 /// `Cancelled` at once, while the build goes on and the other caller gets it, verified. One Job.
 #[tokio::test]
 async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyhow::Result<()> {
+    kaniko_builder_testkit::init_tracing();
     let (cluster, registry) =
         tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;

@@ -19,10 +19,7 @@ use runner_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_survives_an_apiserver_restart() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    kaniko_builder_testkit::init_tracing();
     let (mut cluster, registry) =
         tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;

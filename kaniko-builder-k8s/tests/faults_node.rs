@@ -73,10 +73,7 @@ async fn run_cancelled_at(
 
 #[tokio::test]
 async fn errors_never_build_deleted_pods_fail_and_cancellation_leaves_nothing() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    kaniko_builder_testkit::init_tracing();
     let (cluster, registry, mut down) = tokio::try_join!(
         TestCluster::start(),
         TestRegistry::start(RegistryAuth::Anonymous),

@@ -102,10 +102,7 @@ fn assert_node_lost(err: &BuildFailure, events: &[BuildEvent], node: &str, said:
 
 #[tokio::test]
 async fn a_lost_node_fails_the_build_as_node_lost_and_cleanup_force_deletes_its_pod() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    kaniko_builder_testkit::init_tracing();
     let mut controllers = DEFAULT_CONTROLLERS.to_vec();
     controllers.push("nodelifecycle");
     let (cluster, registry) = tokio::try_join!(

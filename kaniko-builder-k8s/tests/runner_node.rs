@@ -32,10 +32,7 @@ struct Bed {
 }
 
 async fn bed(auth: RegistryAuth) -> anyhow::Result<Bed> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    kaniko_builder_testkit::init_tracing();
     let (cluster, registry) = tokio::try_join!(TestCluster::start(), TestRegistry::start(auth))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
     let settings = match registry.ca_pem() {

@@ -25,6 +25,7 @@ async fn no_secret_in_trace_logs_debug_or_errors() {
     let captured = kaniko_builder_testkit::capture_trace_logs();
 
     let wrong_password = "wr0ng-Pa55-4a1b";
+    kaniko_builder_testkit::ledger::register("no_secrets_in_logs.rs wrong password", wrong_password);
     let mut shown = String::new();
     let basic = TestRegistry::start(RegistryAuth::Basic)
         .await
@@ -75,20 +76,18 @@ async fn no_secret_in_trace_logs_debug_or_errors() {
     );
     assert!(shown.contains("<redacted>"), "{shown}");
 
-    let basic_b64 = base64::engine::general_purpose::STANDARD.encode(format!(
-        "{}:{}",
-        TestRegistry::USERNAME,
-        TestRegistry::PASSWORD
-    ));
-    let secrets = [
-        TestRegistry::PASSWORD,
-        TestRegistry::REFRESH_TOKEN,
-        wrong_password,
-        basic_b64.as_str(),
-    ];
+    // Every secret the testkit made or knows: passwords, their base64 forms, the issued
+    // tokens' signatures, the issuer's signing key, TLS keys.
+    let secrets = kaniko_builder_testkit::ledger::secrets();
+    assert!(
+        secrets
+            .iter()
+            .any(|s| s.label.starts_with("token issuer: issued token")),
+        "the issued tokens are in the ledger"
+    );
     for (what, text) in [("tracing output", &logs), ("Debug/Display", &shown)] {
-        for secret in secrets {
-            assert!(!text.contains(secret), "{what} contains a secret");
+        for secret in &secrets {
+            assert!(!text.contains(&secret.value), "{what} contains {}", secret.label);
         }
         // Issued tokens are JWTs: base64 of `{"` starts every one of them.
         assert!(!text.contains("eyJ"), "{what} contains a JWT");

@@ -34,6 +34,7 @@ impl JwtSigner {
         params.distinguished_name = name;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key_pair).context("self-sign issuer cert")?;
+        crate::ledger::register_pem_key("token issuer signing key", &key_pair.serialize_pem());
         let rng = SystemRandom::new();
         // rcgen serializes the key as PKCS#8, which ring reads directly; FIXED = raw r||s,
         // the JWS signature format (rcgen's own signer would produce ASN.1 DER).

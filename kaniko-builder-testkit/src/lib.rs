@@ -8,16 +8,19 @@ pub mod cluster;
 mod image;
 mod jwt;
 mod kubelet_api;
+pub mod ledger;
 mod logs;
 pub mod node;
 mod push;
 mod registry;
 mod registry_config;
+pub mod scan;
 mod server;
 mod stub;
 mod time;
 mod tls;
 mod token_issuer;
+pub mod trace;
 
 pub use client::{reqwest_client, rustls_client_config};
 pub use cluster::{TestCluster, TestClusterBuilder};
@@ -33,6 +36,7 @@ pub use registry::{RegistryAuth, TestRegistry};
 pub use stub::{StubRequest, StubServer};
 pub use tls::TestCa;
 pub use token_issuer::TokenIssuer;
+pub use trace::init_tracing;
 
 /// Installs rustls' ring provider as the process default.
 ///

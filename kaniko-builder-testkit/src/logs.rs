@@ -28,20 +28,14 @@ impl Write for CapturedLogs {
     }
 }
 
-/// Installs a global TRACE subscriber (with `log` records from rustls and others) that writes
-/// into the returned buffer.
+/// Installs the global subscriber of [`init_tracing`](crate::init_tracing), plus a TRACE
+/// layer (with `log` records from rustls and others) that writes into the returned buffer.
 ///
 /// # Panics
 /// If the test binary already has a global subscriber: the capture must own it, or it would
 /// prove nothing.
 pub fn capture_trace_logs() -> CapturedLogs {
     let captured = CapturedLogs::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .try_init()
-        .expect("this test binary owns the global subscriber");
+    crate::trace::init_with_capture(captured.clone());
     captured
 }

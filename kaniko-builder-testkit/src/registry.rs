@@ -61,7 +61,9 @@ impl TestRegistry {
 
     /// Starts a registry on a free 127.0.0.1 port and waits until `/v2/` answers.
     pub async fn start(auth: RegistryAuth) -> anyhow::Result<TestRegistry> {
+        crate::init_tracing();
         crate::install_crypto_provider();
+        crate::ledger::register_basic("TestRegistry::PASSWORD", Self::USERNAME, Self::PASSWORD);
         let dir = tempfile::Builder::new()
             .prefix("kb-registry-")
             .tempdir()
@@ -107,7 +109,15 @@ impl TestRegistry {
             registry.port = crate::free_port();
             registry.write_config()?;
             match registry.spawn_and_wait().await {
-                Ok(()) => return Ok(registry),
+                Ok(()) => {
+                    if auth != RegistryAuth::Anonymous {
+                        crate::ledger::register_docker_config(
+                            &format!("TestRegistry docker config {}", registry.host()),
+                            &registry.docker_config_json(),
+                        );
+                    }
+                    return Ok(registry);
+                }
                 Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
                     tracing::debug!(port = registry.port, "registry port taken, retrying");
                 }

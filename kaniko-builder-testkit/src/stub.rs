@@ -58,6 +58,7 @@ impl StubServer {
         Fut: Future<Output = R> + Send + 'static,
         R: IntoResponse,
     {
+        crate::init_tracing();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         let recorded = Arc::clone(&requests);

@@ -38,6 +38,7 @@ impl TestCa {
             KeyUsagePurpose::DigitalSignature,
         ];
         let key = KeyPair::generate().expect("generate a P-256 CA key");
+        crate::ledger::register_pem_key("TestCa CA key", &key.serialize_pem());
         let issuer = CertifiedIssuer::self_signed(params, key).expect("self-sign the CA");
         TestCa { issuer }
     }
@@ -102,6 +103,8 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .unwrap_or_else(|e| panic!("sign the {what} certificate: {e}"));
-        (cert.pem(), key.serialize_pem())
+        let key_pem = key.serialize_pem();
+        crate::ledger::register_pem_key(&format!("TestCa {what} key"), &key_pem);
+        (cert.pem(), key_pem)
     }
 }

@@ -52,6 +52,7 @@ impl TokenIssuer {
     /// Starts an issuer on 127.0.0.1 with a fresh ES256 key for [`Self::SERVICE`] and
     /// [`Self::ISSUER`].
     pub async fn start() -> anyhow::Result<TokenIssuer> {
+        crate::init_tracing();
         let state = Arc::new(IssuerState {
             signer: JwtSigner::new(Self::ISSUER)?,
             service: Self::SERVICE.to_owned(),
@@ -197,7 +198,13 @@ fn token_response(
         "access": access,
     });
     let token = match state.signer.sign(&claims) {
-        Ok(t) => t,
+        Ok(t) => {
+            // The signature is what makes a token a credential; a leak of the whole token
+            // contains it.
+            let signature = t.rsplit('.').next().unwrap_or_default();
+            crate::ledger::register("token issuer: issued token (signature)", signature);
+            t
+        }
         Err(e) => {
             tracing::error!(error = %e, "token signing failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();

@@ -35,17 +35,9 @@ const WAIT: Duration = Duration::from_secs(180);
 /// Where the rendered Jobs' `hostPath` contexts live, as the Pod spec names them.
 const HOST_CONTEXT: &str = "/srv/kb-context";
 
-fn init_tracing() {
-    // Err: already installed by another test of this binary.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
 /// A cluster, a registry and a build context dir, started together.
 async fn start(auth: RegistryAuth) -> anyhow::Result<(TestCluster, TestRegistry)> {
-    init_tracing();
+    kaniko_builder_testkit::init_tracing();
     let (cluster, registry) = tokio::try_join!(
         async { TestCluster::start().await.context("start the test cluster") },
         async { TestRegistry::start(auth).await.context("start the test registry") },
@@ -656,7 +648,7 @@ async fn an_unschedulable_node_leaves_pods_pending_and_slow_start_delays_the_con
 
 #[tokio::test]
 async fn a_node_that_stops_reporting_turns_unknown_and_its_pods_not_ready() -> anyhow::Result<()> {
-    init_tracing();
+    kaniko_builder_testkit::init_tracing();
     let mut controllers: Vec<&str> = DEFAULT_CONTROLLERS.to_vec();
     controllers.push("nodelifecycle");
     let (cluster, registry) = tokio::try_join!(

@@ -77,11 +77,15 @@ impl TestCluster {
             .create_token_request(name, &PostParams::default(), &request)
             .await
             .with_context(|| format!("token request for service account {namespace}/{name}"))?;
-        answer
+        let token = answer
             .status
             .map(|s| s.token)
             .filter(|t| !t.is_empty())
-            .with_context(|| format!("token request for {namespace}/{name} answered without a token"))
+            .with_context(|| format!("token request for {namespace}/{name} answered without a token"))?;
+        // A JWT: its signature is what makes it a credential.
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        crate::ledger::register("TestCluster service account token (signature)", signature);
+        Ok(token)
     }
 
     /// A client authenticated as ServiceAccount `namespace/name` (created if missing, see

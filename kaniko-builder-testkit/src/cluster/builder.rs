@@ -117,6 +117,7 @@ impl TestClusterBuilder {
     /// the `default/default` ServiceAccount usable by Pods. The error of a failed start carries
     /// the tail of the failing component's log.
     pub async fn start(self) -> anyhow::Result<TestCluster> {
+        crate::init_tracing();
         crate::install_crypto_provider();
         let t0 = Instant::now();
         let deadline = t0 + self.start_timeout;

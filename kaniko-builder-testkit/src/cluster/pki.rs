@@ -94,10 +94,12 @@ pub(crate) fn generate(dir: &Path) -> anyhow::Result<Pki> {
     write(&files.component_key, &key)?;
 
     let sa_key = rcgen::KeyPair::generate().context("generate the service-account key")?;
+    crate::ledger::register_pem_key("TestCluster service-account signing key", &sa_key.serialize_pem());
     write(&files.sa_key, &sa_key.serialize_pem())?;
     write(&files.sa_pub, &sa_key.public_key_pem())?;
 
     let admin_token = random_token()?;
+    crate::ledger::register("TestCluster admin token", &admin_token);
     // CSV: token,user,uid,"group1,group2"
     write(
         &files.tokens,

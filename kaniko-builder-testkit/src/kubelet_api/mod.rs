@@ -138,6 +138,7 @@ impl KubeletApi {
     }
 
     async fn serve(node_dir: &Path, config: rustls::ServerConfig) -> anyhow::Result<KubeletApi> {
+        crate::init_tracing();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .context("bind 127.0.0.1:0 for the kubelet endpoint")?;

@@ -174,6 +174,7 @@ impl StandInNode {
     /// [`shutdown`](Self::shutdown) a node before starting another of the same name on the same
     /// cluster); the kubelet endpoint or the API calls failing.
     pub async fn start(cluster: &TestCluster, options: NodeOptions) -> anyhow::Result<StandInNode> {
+        crate::init_tracing();
         crate::install_crypto_provider();
         let dir = tempfile::Builder::new()
             .prefix("kb-node-")
@@ -245,6 +246,19 @@ impl StandInNode {
     pub fn pod_dir(&self, pod: &Pod) -> PathBuf {
         let meta = &pod.metadata;
         layout::pod_dir(
+            self.dir(),
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref().unwrap_or_default(),
+            meta.uid.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The build context directory of `pod` on the node (what `/workspace` maps to: the
+    /// unpacked context blob or the exec upload). Like the whole [`pod_dir`](Self::pod_dir) it
+    /// stays until the node is dropped, so tests can inspect it after the Pod is gone.
+    pub fn context_dir(&self, pod: &Pod) -> PathBuf {
+        let meta = &pod.metadata;
+        layout::workspace_dir(
             self.dir(),
             meta.namespace.as_deref().unwrap_or("default"),
             meta.name.as_deref().unwrap_or_default(),
