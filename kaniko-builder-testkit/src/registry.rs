@@ -50,6 +50,12 @@ pub struct TestRegistry {
     issuer: Option<TokenIssuer>,
 }
 
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        crate::trace::keep_server_log(&format!("registry-{}", self.port), &self.log_path());
+    }
+}
+
 impl TestRegistry {
     /// User name the registry (and its token issuer) accepts.
     pub const USERNAME: &'static str = "kb-user";

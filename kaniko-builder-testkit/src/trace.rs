@@ -115,3 +115,26 @@ fn layers(captured: Option<CapturedLogs>) -> Vec<BoxedLayer> {
 fn env_filter(var: &str, default: &str) -> EnvFilter {
     EnvFilter::try_from_env(var).unwrap_or_else(|_| EnvFilter::new(default))
 }
+
+/// Copies a server's log (the registry's, the control plane's) into `KB_TRACE_DIR` as
+/// `<binary>-<pid>-<name>.srvlog`, so the secrets scan covers what the servers were sent too: a
+/// credential in a URL would show in their access logs. Does nothing without `KB_TRACE_DIR`.
+pub(crate) fn keep_server_log(name: &str, log: &std::path::Path) {
+    let Some(dest) = process_file(&format!("{name}.srvlog")) else {
+        return;
+    };
+    // `<binary>-<pid>.<name>.srvlog` → `<binary>-<pid>-<name>.srvlog`.
+    let dest = dest.with_file_name(
+        dest.file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .replacen(&format!(".{name}"), &format!("-{name}"), 1)
+            })
+            .unwrap_or_default(),
+    );
+    if let Err(e) = std::fs::copy(log, &dest)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        panic!("keep server log {} as {}: {e}", log.display(), dest.display());
+    }
+}

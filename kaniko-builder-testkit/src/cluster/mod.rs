@@ -135,6 +135,20 @@ impl std::fmt::Debug for TestCluster {
     }
 }
 
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let port = self.server_url.rsplit(':').next().unwrap_or_default().to_owned();
+        for c in [
+            Component::Etcd,
+            Component::ApiServer,
+            Component::ControllerManager,
+            Component::Scheduler,
+        ] {
+            crate::trace::keep_server_log(&format!("{}-{port}", c.name()), &self.log_path(c));
+        }
+    }
+}
+
 impl TestCluster {
     /// Options with their defaults; `TestCluster::builder().scheduler(false).start()`.
     pub fn builder() -> TestClusterBuilder {

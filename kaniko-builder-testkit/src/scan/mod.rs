@@ -113,6 +113,8 @@ impl Report {
 /// The directory or a file cannot be read, a ledger file is malformed.
 pub fn scan_dir(dir: &Path, expect: &[Expect], ledger_labels: &[&str]) -> anyhow::Result<Report> {
     let mut logs = Vec::new();
+    // Servers' logs (registry, control plane): scanned for leaks, no expectations on them.
+    let mut server_logs = Vec::new();
     let mut secrets: Vec<Secret> = TEST_LITERALS
         .iter()
         .map(|(label, value)| Secret {
@@ -125,6 +127,7 @@ pub fn scan_dir(dir: &Path, expect: &[Expect], ledger_labels: &[&str]) -> anyhow
         let path = entry?.path();
         match path.extension().and_then(|e| e.to_str()) {
             Some("log") => logs.push(path),
+            Some("srvlog") => server_logs.push(path),
             Some("ledger") => {
                 ledgers += 1;
                 let text = std::fs::read_to_string(&path)?;
@@ -176,6 +179,14 @@ pub fn scan_dir(dir: &Path, expect: &[Expect], ledger_labels: &[&str]) -> anyhow
                 .entry(e.binary)
                 .or_default()
                 .extend(have.into_iter().map(|i| e.markers[i]));
+        }
+    }
+    server_logs.sort();
+    for path in &server_logs {
+        report.files += 1;
+        report.bytes += std::fs::metadata(path)?.len();
+        for i in needles.find_in_file(path)? {
+            report.leaks.push((path.clone(), secrets[i].label.clone()));
         }
     }
     for e in expect {
@@ -311,6 +322,33 @@ mod tests {
         );
         let report = scan_dir(dir.path(), EXPECT, &[]).expect("scan");
         assert_eq!(report.leaks.len(), 2, "{:?}", report.leaks);
+    }
+
+    #[test]
+    fn server_logs_are_scanned_without_expectations() {
+        let dir = tempfile::tempdir().expect("dir");
+        write(
+            dir.path(),
+            "leaky-1-42.ledger",
+            format!("planted token\t{}\n", hex(b"planted-0xBEEF-9")).as_bytes(),
+        );
+        write(dir.path(), "leaky-1-42.log", &trace(""));
+        // Short, and named like the test binary: no size or marker check applies to it.
+        write(
+            dir.path(),
+            "leaky-1-42-registry-5000.srvlog",
+            b"GET /v2/?token=planted-0xBEEF-9\n",
+        );
+        let report = scan_dir(dir.path(), EXPECT, &[]).expect("scan");
+        assert!(report.missing.is_empty(), "{:?}", report.missing);
+        assert_eq!(report.files, 2);
+        assert_eq!(
+            report.leaks,
+            [(
+                dir.path().join("leaky-1-42-registry-5000.srvlog"),
+                "planted token".to_owned()
+            )]
+        );
     }
 
     #[test]
