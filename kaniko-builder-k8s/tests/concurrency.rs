@@ -149,8 +149,10 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two callers share one build; one is cancelled once the Pod is scheduled: it returns
-/// `Cancelled` at once, while the build goes on and the other caller gets it, verified. One Job.
+/// Two callers share one build. The one that created the Job is cancelled once the other has
+/// joined: it returns `Cancelled`, while the build goes on and the other caller gets it,
+/// verified. One Job. (Without shared runs, the creator's cancellation would delete the Job
+/// under the other caller.)
 #[tokio::test]
 async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyhow::Result<()> {
     kaniko_builder_testkit::init_tracing();
@@ -182,10 +184,15 @@ async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyh
     let (leaving_sink, staying_sink, opts) = (leaving.sink(), staying.sink(), FlowOptions::default());
     let (left, stayed, ()) = tokio::join!(
         run_build(&cfg, &client, &runner, &leaving_sink, &cancel, &opts),
-        run_build(&cfg, &client, &runner, &staying_sink, &never, &opts),
         async {
             leaving
-                .wait_for("scheduled", |e| matches!(e, BuildEvent::Scheduled { .. }))
+                .wait_for("queued", |e| matches!(e, BuildEvent::Queued { .. }))
+                .await;
+            run_build(&cfg, &client, &runner, &staying_sink, &never, &opts).await
+        },
+        async {
+            staying
+                .wait_for("attached", |e| matches!(e, BuildEvent::Attached { .. }))
                 .await;
             cancel.cancel();
         }
@@ -215,6 +222,80 @@ async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyh
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(created.lock().expect("lock").len(), 1, "one Job for both callers");
+    assert_eq!(
+        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
+        ["secret/docker-config-secret"]
+    );
+    watch.abort();
+    drop(node);
+    Ok(())
+}
+
+/// The only caller of a build is cancelled, and a new caller of the same build comes while that
+/// run is still cleaning up: the newcomer never inherits the cancellation; it waits for the
+/// cleanup and builds afresh.
+#[tokio::test]
+async fn a_caller_arriving_at_a_cancelled_run_builds_afresh() -> anyhow::Result<()> {
+    kaniko_builder_testkit::init_tracing();
+    let (cluster, registry) =
+        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
+    let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
+    let client = RegistryClient::builder()
+        .docker_config(DockerConfig::anonymous())
+        .registry(registry.host(), RegistrySettings::default().plain_http(true))
+        .build()?;
+    let admin = cluster.admin_client();
+    let runner = KubeRunner::builder(admin.clone())
+        .docker_config_json(registry.docker_config_json())
+        .blob_store(Arc::new(client.clone()))
+        .build();
+    let ns = "again";
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY id.txt /\n")?;
+    std::fs::write(dir.path().join("id.txt"), "again\n")?;
+    let cfg = BuildConfig::builder(format!("{}/again/app:v1", registry.host()).parse::<ImageRef>()?)
+        .namespace(ns)
+        .context(ContextSource::LocalDir(dir.path().to_owned()))
+        .build()?;
+    let (watch, created) = record_jobs(&admin, ns);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (first, second) = (Recorder::default(), Recorder::default());
+    let (cancel, never) = (CancellationToken::new(), CancellationToken::new());
+    let (first_sink, second_sink, opts) = (first.sink(), second.sink(), FlowOptions::default());
+    let (cancelled, built) = tokio::join!(
+        run_build(&cfg, &client, &runner, &first_sink, &cancel, &opts),
+        async {
+            first
+                .wait_for("scheduled", |e| matches!(e, BuildEvent::Scheduled { .. }))
+                .await;
+            // The cleanup (a Foreground delete, waited for) starts now; the newcomer comes at once.
+            cancel.cancel();
+            run_build(&cfg, &client, &runner, &second_sink, &never, &opts).await
+        }
+    );
+    let err = cancelled.expect_err("cancelled");
+    assert!(err.is_cancelled(), "{err}");
+    let digest = match built {
+        Ok(BuildOutcome::Built { digest, .. }) => digest,
+        other => panic!("the newcomer should build: {other:?}"),
+    };
+    let held = client.probe(cfg.image()).await?;
+    assert_eq!(held.manifest().map(|m| &m.digest), Some(&digest));
+    assert!(
+        second
+            .events()
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Queued { .. })),
+        "the newcomer created its own Job: {:?}",
+        second.steps()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        created.lock().expect("lock").len(),
+        2,
+        "the cancelled Job, then the new one"
+    );
     assert_eq!(
         leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
         ["secret/docker-config-secret"]

@@ -3,9 +3,10 @@
 //! [`Fault::StopReporting`] while its containers keep running, as a partitioned node would.
 //!
 //! Both ways the runner notices end as `FailureReason::NodeLost`, never as a timeout, a deadline
-//! or a success, and cleanup still runs: the lost node cannot confirm its Pod's deletion, so the
-//! runner force-deletes it, and the listing (Terminating Pods included) is empty but for the
-//! shared Secret.
+//! or a success, and cleanup runs as for a cancellation even under the default policy (which
+//! keeps other failures): the lost node cannot confirm its Pod's deletion, so the runner
+//! force-deletes it, and the listing (Terminating Pods included) is empty but for the shared
+//! Secret.
 //! - Through the Node (a client allowed to watch Nodes), while `kaniko-init` has not even started:
 //!   the Pod shows nothing then, only the Node turns `Ready=Unknown`.
 //! - Through the Pod alone, as the orchestrator ServiceAccount with only the generated Role (no
@@ -26,7 +27,7 @@ use kaniko_builder_core::{BuildConfig, ImageRef};
 use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::apply::{self, ApplyParams};
 use kaniko_builder_k8s::manifest::{DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT, JobOptions};
-use kaniko_builder_k8s::runner::{CleanupPolicy, Setup};
+use kaniko_builder_k8s::runner::Setup;
 use kaniko_builder_registry::{DockerConfig, RegistryClient, RegistrySettings};
 use kaniko_builder_testkit::cluster::{Component, DEFAULT_CONTROLLERS};
 use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
@@ -137,7 +138,6 @@ async fn a_lost_node_fails_the_build_as_node_lost_and_cleanup_force_deletes_its_
         KubeRunner::builder(client.clone())
             .docker_config_json(registry.docker_config_json())
             .blob_store(Arc::new(blobs.clone()))
-            .cleanup(CleanupPolicy::default().delete_on_failure(true))
             .node_lost_timeout(Some(Duration::from_secs(1)))
             .setup(Setup::IfAllowed)
             .build()

@@ -431,3 +431,97 @@ async fn the_generated_role_suffices_and_the_build_pod_can_do_nothing() -> anyho
     }
     Ok(())
 }
+
+/// A client whose answers to `POST …/jobs` arrive `delay` late (the API server has created the
+/// Job by then): a stand-in for a slow or broken connection, which a real API server cannot be
+/// told to produce at exactly this request. `answered` is notified when the answer is held.
+#[derive(Clone)]
+struct HoldJobCreates {
+    delay: Duration,
+    answered: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl<S> tower::Layer<S> for HoldJobCreates {
+    type Service = HoldJobCreatesService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        HoldJobCreatesService {
+            inner,
+            hold: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HoldJobCreatesService<S> {
+    inner: S,
+    hold: HoldJobCreates,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for HoldJobCreatesService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let held = req.method() == http::Method::POST && req.uri().path().ends_with("/jobs");
+        let hold = self.hold.clone();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let answer = answer.await;
+            if held {
+                hold.answered.notify_one();
+                tokio::time::sleep(hold.delay).await;
+            }
+            answer
+        })
+    }
+}
+
+/// Cancelled while the create call waits for its answer, which the API server has already acted
+/// on: the run finds the Job by its run id and removes it. Nothing is left.
+#[tokio::test]
+async fn a_cancel_during_the_create_call_leaves_no_job() -> anyhow::Result<()> {
+    kaniko_builder_testkit::init_tracing();
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_client();
+    let hold = HoldJobCreates {
+        delay: Duration::from_secs(30),
+        answered: std::sync::Arc::default(),
+    };
+    let file = kube::config::Kubeconfig::read_from(cluster.kubeconfig_path())?;
+    let mut kube_config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+    kube_config.proxy_url = None;
+    let slow = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&hold)
+        .build();
+    let ns = "unanswered";
+    let cfg = config("registry.local:5000/team/app:unanswered", ns);
+    let runner = runner_for(&slow).build();
+    let cancel = CancellationToken::new();
+    let rec = Recorder::default();
+    let (plan, sink) = (plan(&cfg), rec.sink());
+    let (result, ()) = tokio::join!(runner.execute(&plan, &sink, cancel.clone()), async {
+        hold.answered.notified().await;
+        cancel.cancel();
+    });
+    let err = result.expect_err("cancelled");
+    assert_eq!(err.reason(), &FailureReason::Cancelled);
+    assert!(
+        !rec.events()
+            .iter()
+            .any(|e| matches!(e, BuildEvent::Queued { .. })),
+        "the create's answer never came"
+    );
+    assert_eq!(leftovers(&admin, ns).await?, ["secret/docker-config-secret"]);
+    Ok(())
+}

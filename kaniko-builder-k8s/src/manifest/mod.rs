@@ -137,6 +137,9 @@ pub const LABEL_IMAGE_HASH: &str = "kaniko-builder.io/image-hash";
 pub const ANNOTATION_IMAGE: &str = "kaniko-builder.io/image";
 /// Annotation holding the full build hash (`sha256:…`) behind the Job name.
 pub const ANNOTATION_BUILD_HASH: &str = "kaniko-builder.io/build-hash";
+/// Annotation the runner puts on a Job it creates: an id unique to that run, so that a create
+/// whose answer never came (cancelled, or a broken connection) is recognised as its own.
+pub const ANNOTATION_RUN: &str = "kaniko-builder.io/run";
 const APP: &str = "kaniko-builder";
 const IMAGE_HASH_LEN: usize = 40;
 

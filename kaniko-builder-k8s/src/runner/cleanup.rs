@@ -1,7 +1,7 @@
 //! What a run created, and deleting it: by policy, after a cancellation, or from the guard that
 //! runs when the future is dropped.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -25,12 +25,32 @@ pub(super) struct Tracked {
     pub(super) config_map_owned: bool,
     /// Shared objects this run applied and leaves (the Secret; a seed-compatible ConfigMap).
     pub(super) shared: Vec<ObjectRef>,
-    /// Pods seen.
-    pub(super) pods: BTreeSet<String>,
+    /// Pods seen: name → uid.
+    pub(super) pods: BTreeMap<String, String>,
     /// The Job is gone (deleted by someone else, or by us).
     pub(super) gone: bool,
-    /// The Pods' node stopped reporting: deleting them needs force.
+    /// A create sent and not answered yet (or answered by an error): the Job's name and this
+    /// run's id (the `kaniko-builder.io/run` annotation).
+    pub(super) creating: Option<(String, String)>,
+    /// The Pods' node is not reporting (as far as the last watch event said): deleting them
+    /// needs force.
     pub(super) node_lost: bool,
+}
+
+/// An id for one run's Job: unique within the process (a counter) and across processes (the
+/// pid and the start time).
+pub(super) fn run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 pub(super) fn lock(t: &Mutex<Tracked>) -> std::sync::MutexGuard<'_, Tracked> {
@@ -109,14 +129,18 @@ pub(super) async fn delete_created(
 /// propagation waits for them. Errors are logged.
 pub(super) async fn force_delete_pods(client: &kube::Client, tracked: &Tracked) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &tracked.namespace);
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..DeleteParams::default()
-    };
-    for pod in &tracked.pods {
+    for (pod, uid) in &tracked.pods {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
         match pods.delete(pod, &params).await {
             Ok(_) => tracing::info!(%pod, "force-deleted the Pod of the lost node"),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => tracing::warn!(%pod, error = %e, "cannot force-delete the Pod of the lost node"),
         }
     }

@@ -1,16 +1,18 @@
 //! One execution per build per runner: concurrent `execute` calls for the same build share it.
 //!
 //! Without this, callers of one build that arrive together each try to create the Job and all
-//! but one attach after a 409, which works while the Job exists; a caller arriving just after
-//! the Job was cleaned up would create a second Job. Within one process, the callers of a build
+//! but one attach after a 409, each following the Job with its own watches and log streams.
+//! Within one process, the callers of a build
 //! (same namespace, same build hash, same forcing) now join one *flight*: a task that runs the
 //! build once, fans its events out to every member (the Job's creation reads as
 //! [`BuildEvent::Attached`] to all but the first) and hands each member the result.
 //!
 //! A member that is cancelled (or dropped) leaves the flight; the build goes on for the others.
 //! When the last member leaves, the flight is cancelled, and a cancelled last member waits for
-//! the flight's cleanup, so nothing of the build is left when it returns. Across processes, the
-//! Job name and its build hash still make the callers attach to one Job.
+//! the flight's cleanup, so nothing of the build is left when it returns. A caller arriving at a
+//! cancelled flight waits for its cleanup and starts a new one. A member that joins late gets
+//! an `Attached` for the Job (if there is one yet) and the events from then on. Across
+//! processes, the Job name and its build hash still make the callers attach to one Job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -86,15 +88,26 @@ impl Flight {
         }
     }
 
-    fn join(&self, sink: &EventSink, first: bool) -> u64 {
+    /// Adds a member, unless the flight was cancelled (its last member left): then `None`.
+    /// Checked under the members lock, which [`Self::leave`] cancels under.
+    fn join(&self, sink: &EventSink, first: bool) -> Option<u64> {
         let mut m = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.cancel.is_cancelled() {
+            return None;
+        }
         let id = m.next_id;
         m.next_id += 1;
         if let Some(e) = &m.job_event {
             sink.send(e.clone());
         }
         m.sinks.push((id, sink.clone(), first));
-        id
+        Some(id)
+    }
+
+    /// The run ended: its members' sinks are let go (a caller's event stream ends with its call).
+    fn close(&self) {
+        let mut m = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        m.sinks.clear();
     }
 
     /// Removes a member; cancels the flight when it was the last. Returns whether it was.
@@ -147,20 +160,29 @@ impl KubeRunner {
         cancel: CancellationToken,
     ) -> Outcome {
         let key = FlightKey::of(plan);
-        let (flight, id) = {
-            let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
-            match flights.get(&key) {
-                Some(flight) => {
-                    tracing::debug!(?key, "joining the build already under way");
-                    let id = flight.join(events, false);
-                    (Arc::clone(flight), id)
+        let (flight, id) = loop {
+            let dying = {
+                let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
+                match flights.get(&key) {
+                    Some(flight) => match flight.join(events, false) {
+                        Some(id) => {
+                            tracing::debug!(?key, "joining the build already under way");
+                            break (Arc::clone(flight), id);
+                        }
+                        None => Arc::clone(flight),
+                    },
+                    None => {
+                        let (flight, id) = self.launch(plan, &key, events);
+                        flights.insert(key.clone(), Arc::clone(&flight));
+                        break (flight, id);
+                    }
                 }
-                None => {
-                    let flight = self.launch(plan, &key);
-                    let id = flight.join(events, true);
-                    flights.insert(key, Arc::clone(&flight));
-                    (flight, id)
-                }
+            };
+            // Its callers all left and it is cleaning up: once its Job is gone, start afresh.
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Err(ExecError::new(FailureReason::Cancelled)),
+                _ = dying.outcome() => {}
             }
         };
         let mut membership = Membership {
@@ -185,33 +207,58 @@ impl KubeRunner {
         outcome
     }
 
-    /// Starts the task that runs the build once for every member.
-    fn launch(&self, plan: &BuildPlan, key: &FlightKey) -> Arc<Flight> {
+    /// Starts the task that runs the build once for every member, with `events` as its first
+    /// member (joined before the task starts, so it misses nothing).
+    fn launch(&self, plan: &BuildPlan, key: &FlightKey, events: &EventSink) -> (Arc<Flight>, u64) {
         let (tx, rx) = watch::channel(None);
         let flight = Arc::new(Flight {
             members: Mutex::new(Members::default()),
             cancel: CancellationToken::new(),
             result: rx,
         });
-        let (runner, plan, key) = (self.clone(), plan.clone(), key.clone());
+        let id = flight.join(events, true).expect("a new flight is not cancelled");
+        let (runner, plan) = (self.clone(), plan.clone());
         let fan = Arc::clone(&flight);
         let sink = EventSink::from_fn(move |e| fan.fan_out(&e));
-        let task_flight = Arc::clone(&flight);
+        let landing = Landing {
+            runner: self.clone(),
+            key: key.clone(),
+            flight: Arc::clone(&flight),
+        };
         tokio::spawn(async move {
-            let outcome = Box::pin(runner.execute_once(&plan, &sink, task_flight.cancel.clone())).await;
-            // Gone from the map before the result is out: a caller arriving now probes the
-            // registry again and starts afresh rather than joining a finished flight.
-            let mut flights = runner
-                .inner
-                .flights
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &task_flight)) {
-                flights.remove(&key);
-            }
-            drop(flights);
+            let outcome = Box::pin(runner.execute_once(&plan, &sink, landing.flight.cancel.clone())).await;
+            let flight = Arc::clone(&landing.flight);
+            // Out of the map before the result is out: a caller arriving later starts afresh
+            // (after its own registry probe, which normally finds the image pushed).
+            drop(landing);
+            flight.close();
             let _ = tx.send(Some(outcome));
         });
-        flight
+        (flight, id)
+    }
+}
+
+/// Takes a flight out of its runner's map when its task ends, also by a panic or when the
+/// runtime drops the task: a later call then starts afresh instead of joining a dead flight.
+struct Landing {
+    runner: KubeRunner,
+    key: FlightKey,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let mut flights = self
+            .runner
+            .inner
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if flights
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+        {
+            flights.remove(&self.key);
+        }
     }
 }

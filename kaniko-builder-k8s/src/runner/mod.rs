@@ -23,10 +23,10 @@
 //!
 //! # Concurrent callers
 //! Calls for the same build (same namespace and build hash, both forced or both not) that overlap
-//! in one runner (or its clones) share one run: one Job, every caller gets its events (the
-//! Job's creation reads as [`BuildEvent::Attached`] to all but the first) and the same result.
-//! A caller that is cancelled leaves; the build goes on for the others and is cancelled with
-//! the last one. Across runners and processes, callers attach to the same Job by name instead.
+//! in one runner (or its clones) share one run: one Job, every caller gets the events from when
+//! it joined (the Job's creation reads as [`BuildEvent::Attached`] to all but the first; a late
+//! joiner gets an `Attached` first) and the same result. A caller that is cancelled leaves; the
+//! build goes on for the others and is cancelled with the last one. Across runners and processes, callers attach to the same Job by name instead.
 //!
 //! # Cleanup
 //! - The per-build ConfigMap is made owned by the Job right after the Job exists, so the garbage
@@ -46,14 +46,19 @@
 //!   while the Job was being deleted: an orphan the garbage collector removes moments later).
 //! - Dropping the future: the run itself goes on in a task of the current tokio runtime; when
 //!   no other caller shares it, it is cancelled and cleans up as above, with nobody waiting. If
-//!   that task is dropped too (the runtime shuts down), a guard spawns a Background delete.
-//! - A Pod whose node was lost (see [`KubeRunnerBuilder::node_lost_timeout`]) is force-deleted
-//!   when it is to be deleted: its kubelet cannot confirm the deletion any more.
+//!   that task is dropped too (the runtime shuts down), a guard spawns a Background delete,
+//!   which runs only if the runtime still polls it; otherwise the Job's deadline and
+//!   `ttlSecondsAfterFinished` are the backstop.
+//! - A lost node ([`FailureReason::NodeLost`], see [`KubeRunnerBuilder::node_lost_timeout`]) is
+//!   cleaned up like a cancellation, whatever the policy: the build was given up, and its
+//!   container could otherwise push when the node comes back. A Pod to be deleted while its node
+//!   is not reporting is force-deleted: its kubelet cannot confirm the deletion.
 //! - Only the run that created a Job deletes it: a run attached to another run's Job leaves it.
 //! - The docker-config Secret is shared by the builds of a namespace (and limited to one name by
 //!   the generated Role): it is kept, and listed in what is kept.
 
 mod cleanup;
+mod deadlines;
 mod flight;
 mod logs;
 mod options;
@@ -82,7 +87,9 @@ use kube::{Resource as _, ResourceExt as _};
 
 use crate::apply::{self, ApplyParams};
 use crate::context::{self, PackOptions};
-use crate::manifest::{ANNOTATION_BUILD_HASH, BuildManifests, JobOptions, LABEL_INSTANCE, render};
+use crate::manifest::{
+    ANNOTATION_BUILD_HASH, ANNOTATION_RUN, BuildManifests, JobOptions, LABEL_INSTANCE, render,
+};
 use cleanup::{DropGuard, Tracked, delete_created, force_delete_pods, lock, wait_job_and_pods_gone};
 use logs::Tails;
 pub use options::{
@@ -255,6 +262,7 @@ impl KubeRunner {
         events: &EventSink,
     ) -> Result<Executed, ExecError> {
         let inner = &*self.inner;
+        let adopted = self.adopt_unanswered_create(tracked).await;
         let snapshot = lock(tracked).clone();
         let job_ref = snapshot
             .job
@@ -265,11 +273,13 @@ impl KubeRunner {
             other => other,
         };
         let (delete, wait) = match &result {
+            // A Job this run created without hearing so was never followed: it goes.
+            _ if adopted => (true, true),
             Ok(_) => (inner.cleanup.delete_on_success, false),
             Err(e)
                 if matches!(
                     e.reason(),
-                    FailureReason::Cancelled | FailureReason::Timeout { .. }
+                    FailureReason::Cancelled | FailureReason::Timeout { .. } | FailureReason::NodeLost { .. }
                 ) =>
             {
                 (true, true)
@@ -312,7 +322,7 @@ impl KubeRunner {
             kept.extend(
                 snapshot
                     .pods
-                    .iter()
+                    .keys()
                     .map(|p| ObjectRef::namespaced("Pod", &snapshot.namespace, p)),
             );
             if let Some(cm) = &snapshot.config_map {
@@ -335,6 +345,36 @@ impl KubeRunner {
             Err(e) => {
                 let job = e.job().cloned().or(job_ref);
                 Err(e.with_job(job).with_kept(kept))
+            }
+        }
+    }
+
+    /// A create whose answer never came (the run was cancelled or timed out during the request,
+    /// or the connection broke after the API server took it) may have made the Job: if a Job of
+    /// that name carries this run's id, it is this run's, and is tracked for cleanup. Returns
+    /// whether one was found.
+    async fn adopt_unanswered_create(&self, tracked: &Mutex<Tracked>) -> bool {
+        let (namespace, (name, run)) = {
+            let t = lock(tracked);
+            match (&t.job, &t.creating) {
+                (None, Some(creating)) => (t.namespace.clone(), creating.clone()),
+                _ => return false,
+            }
+        };
+        let jobs: Api<Job> = Api::namespaced(self.inner.client.clone(), &namespace);
+        match jobs.get_opt(&name).await {
+            Ok(Some(job)) if job.annotations().get(ANNOTATION_RUN) == Some(&run) => {
+                tracing::info!(job = %name, "the Job was created though its create call got no answer; removing it");
+                let mut t = lock(tracked);
+                t.job = Some((name, job.uid().unwrap_or_default()));
+                t.created = true;
+                t.gone = false;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(job = %name, error = %e, "cannot tell whether an unanswered create made the Job");
+                false
             }
         }
     }
@@ -410,9 +450,7 @@ impl KubeRunner {
         let jobs: Api<Job> = Api::namespaced(inner.client.clone(), &namespace);
         let pods: Api<Pod> = Api::namespaced(inner.client.clone(), &namespace);
         for _ in 0..CREATE_ATTEMPTS {
-            let job = self
-                .create_or_attach(plan, &manifests, &jobs, events, tracked)
-                .await?;
+            let job = Box::pin(self.create_or_attach(plan, &manifests, &jobs, events, tracked)).await?;
             let uid = job.uid().unwrap_or_default();
             if manifests
                 .config_map
@@ -567,14 +605,31 @@ impl KubeRunner {
         let namespace = manifests.namespace_name().to_owned();
         let action = || format!("create job {namespace}/{name}");
         let hash = plan.config.build_hash().to_string();
+        let run = cleanup::run_id();
+        let mut job = manifests.job.clone();
+        job.annotations_mut()
+            .insert(ANNOTATION_RUN.to_owned(), run.clone());
         for _ in 0..CREATE_ATTEMPTS {
-            match jobs.create(&PostParams::default(), &manifests.job).await {
+            // Until the answer comes, the Job may exist without this run knowing its uid.
+            lock(tracked).creating = Some((name.clone(), run.clone()));
+            let created = jobs.create(&PostParams::default(), &job).await;
+            let answered = match &created {
+                Ok(_) => true,
+                // A 5xx (e.g. 504 "may still be processing") leaves it open, like a lost answer.
+                Err(kube::Error::Api(s)) => s.code < 500,
+                Err(_) => false,
+            };
+            if answered {
+                lock(tracked).creating = None;
+            }
+            match created {
                 Ok(job) => {
                     {
                         let mut t = lock(tracked);
                         t.job = Some((name.clone(), job.uid().unwrap_or_default()));
                         t.created = true;
                         t.gone = false;
+                        t.node_lost = false;
                     }
                     events.send(BuildEvent::Queued {
                         job: name.clone(),
@@ -621,6 +676,7 @@ impl KubeRunner {
                     t.job = Some((name.clone(), uid));
                     t.created = false;
                     t.gone = false;
+                    t.node_lost = false;
                 }
                 events.send(BuildEvent::Attached {
                     job: name.clone(),

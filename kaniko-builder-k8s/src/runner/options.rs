@@ -180,9 +180,10 @@ impl KubeRunnerBuilder {
     /// Kubernetes itself does for about 5 minutes before it evicts. Default: 1 minute, counted
     /// from when the cluster noticed (after its own `node-monitor-grace-period`).
     ///
-    /// When a lost node's Pod is to be deleted (cancellation, timeout, or
-    /// [`CleanupPolicy::delete_on_failure`]), it is force-deleted: its kubelet can no longer
-    /// confirm the deletion, and the Job would wait for it forever.
+    /// A build failed as lost is cleaned up like a cancellation, whatever the
+    /// [`CleanupPolicy`]: its container could otherwise push when the node comes back. A Pod
+    /// deleted while its node is not reporting is force-deleted: its kubelet cannot confirm the
+    /// deletion, and the Job would wait for it forever.
     pub fn node_lost_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.node_lost_timeout = timeout;
         self

@@ -75,12 +75,18 @@ fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
         .and_then(|c| c.iter().find(|c| c.type_ == type_))
 }
 
-/// Whether someone other than the kubelet marked the Pod not ready. The kubelet sets `Ready` and
-/// `ContainersReady` together (these Pods have no readiness gates); the node lifecycle controller,
-/// when the node stops reporting, flips only `Ready` to `False`.
+/// Whether someone other than the kubelet marked the Pod not ready. Without readiness gates the
+/// kubelet sets `Ready` and `ContainersReady` together; the node lifecycle controller, when the
+/// node stops reporting, flips only `Ready` to `False`. With a readiness gate (a webhook may add
+/// one), `Ready=False` alone is normal, so the Pod tells nothing and only the Node watch does.
 fn marked_not_ready_by_node_controller(pod: &Pod) -> bool {
+    let gated = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.readiness_gates.as_ref())
+        .is_some_and(|g| !g.is_empty());
     let status = |t| condition(pod, t).map(|c| c.status.as_str());
-    status("Ready") == Some("False") && status("ContainersReady") == Some("True")
+    !gated && status("Ready") == Some("False") && status("ContainersReady") == Some("True")
 }
 
 fn status<'a>(statuses: Option<&'a Vec<ContainerStatus>>, name: &str) -> Option<&'a ContainerStatus> {
@@ -317,7 +323,9 @@ impl Tracker {
         let Some(ready) = ready else {
             return actions;
         };
-        let not_ready = ready.status != "True";
+        // `Unknown` is the node controller's word for "stopped reporting". `False` comes from a
+        // kubelet that still reports (e.g. its network plugin is not ready): not lost.
+        let not_ready = ready.status == "Unknown";
         if not_ready != self.node_not_ready {
             let was = self.suspects_node();
             self.node_not_ready = not_ready;

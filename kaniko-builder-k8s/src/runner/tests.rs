@@ -265,6 +265,18 @@ fn a_kubelet_reporting_unready_containers_is_not_a_lost_node() {
                        "containerStatuses": [waiting("image-builder", "PodInitializing", "")] });
     let (a, _) = t.pod(&pod(&init, Some("n")), false);
     assert!(node_lost_actions(&a).is_empty(), "{a:?}");
+    // A readiness gate (e.g. added by a webhook) makes Ready=False alone normal.
+    let mut gated = pod(
+        &json!({ "phase": "Running", "conditions": conditions("False", "True"),
+                 "containerStatuses": [running("image-builder")] }),
+        Some("n"),
+    );
+    gated.spec.as_mut().expect("spec").readiness_gates =
+        Some(vec![k8s_openapi::api::core::v1::PodReadinessGate {
+            condition_type: "example.com/gate".into(),
+        }]);
+    let (a, _) = t.pod(&gated, false);
+    assert!(node_lost_actions(&a).is_empty(), "{a:?}");
     let done = json!({ "phase": "Failed", "conditions": conditions("False", "False"),
                        "containerStatuses": [terminated("image-builder", 1, "Error", "")] });
     let (a, _) = t.pod(&pod(&done, Some("n")), false);
@@ -299,6 +311,10 @@ fn a_node_not_ready_suspects_the_node_until_it_is_ready_again() {
     assert_eq!(
         node_lost_actions(&t.node(&node("True", "KubeletReady"))),
         [&Action::NodeReady]
+    );
+    assert!(
+        t.node(&node("False", "KubeletNotReady")).is_empty(),
+        "a kubelet saying not ready still reports: not lost"
     );
     let empty: k8s_openapi::api::core::v1::Node =
         serde_json::from_value(json!({ "metadata": { "name": "node-1" } })).expect("node");

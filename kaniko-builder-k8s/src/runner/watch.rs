@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::cleanup::{Tracked, lock};
+use super::deadlines::Deadlines;
 use super::logs::{self, Tails};
 use super::state::{Action, Tracker, Verdict};
 use super::{KubeRunner, POD_GRACE, UPLOAD_GRACE, exec_error, upload};
@@ -60,15 +61,15 @@ impl KubeRunner {
         let created = lock(tracked).created;
         let mut tracker = Tracker::default();
         let mut logs: JoinSet<()> = JoinSet::new();
-        let mut upload: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+        let mut upload: Option<AbortOnDrop> = None;
         let mut job_in_init = false;
-        let mut timer: Option<(Instant, Verdict)> = None;
+        let mut deadlines = Deadlines::default();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         // Started once the Pod is bound; dropped if the client may not watch Nodes.
         let mut node_watch: Option<BoxStream<'static, watcher::Result<Event<Node>>>> = None;
 
         let verdict = loop {
-            let wake = timer.as_ref().map_or(far, |(at, _)| *at);
+            let wake = deadlines.next().unwrap_or(far);
             tokio::select! {
                 event = job_watch.next() => {
                     let gone = match event {
@@ -89,9 +90,7 @@ impl KubeRunner {
                                     if matches!(v, Verdict::Failed(FailureReason::DeadlineExceeded { .. })) {
                                         break v;
                                     }
-                                    if timer.is_none() {
-                                        timer = Some((Instant::now() + POD_GRACE, v));
-                                    }
+                                    deadlines.job(Instant::now() + POD_GRACE, v);
                                 }
                                 false
                             } else {
@@ -124,7 +123,7 @@ impl KubeRunner {
                         Some(Ok(_)) => continue,
                     };
                     let pod_name = pod.name_any();
-                    lock(tracked).pods.insert(pod_name.clone());
+                    lock(tracked).pods.insert(pod_name.clone(), pod.uid().unwrap_or_default());
                     let (actions, verdict) = tracker.pod(&pod, exec_context.is_some());
                     for action in actions {
                         match action {
@@ -141,21 +140,19 @@ impl KubeRunner {
                             }
                             Action::Upload => {
                                 if let Some(data) = exec_context.clone() {
-                                    upload = Some(tokio::spawn(tokio::time::timeout(
+                                    upload = Some(AbortOnDrop(tokio::spawn(tokio::time::timeout(
                                         inner.upload_timeout,
                                         upload::exec_upload(pods.clone(), pod_name.clone(), data, events.clone()),
-                                    ).map_timeout()));
+                                    ).map_timeout())));
                                 }
                             }
                             Action::Unschedulable(message) => {
-                                if let Some(t) = inner.unschedulable_timeout && timer.is_none() {
-                                    timer = Some((Instant::now() + t, Verdict::Failed(FailureReason::Unschedulable { message })));
+                                if let Some(t) = inner.unschedulable_timeout {
+                                    deadlines.unschedulable(Instant::now() + t, message);
                                 }
                             }
                             Action::Scheduled => {
-                                if matches!(timer, Some((_, Verdict::Failed(FailureReason::Unschedulable { .. })))) {
-                                    timer = None;
-                                }
+                                deadlines.scheduled();
                                 if let Some(node) = tracker.node_name()
                                     && self.may_watch_nodes().await
                                 {
@@ -164,11 +161,11 @@ impl KubeRunner {
                             }
                             Action::NodeNotReady(message) => {
                                 lock(tracked).node_lost = true;
-                                node_lost(&mut timer, inner.node_lost_timeout, tracker.node_name(), &message);
+                                node_lost(&mut deadlines, inner.node_lost_timeout, tracker.node_name(), &message);
                             }
                             Action::NodeReady => {
                                 lock(tracked).node_lost = false;
-                                node_back(&mut timer, tracker.node_name());
+                                node_back(&mut deadlines, tracker.node_name());
                             }
                             Action::AwaitPod(_) => {}
                         }
@@ -200,17 +197,17 @@ impl KubeRunner {
                             Action::Emit(e) => events.send(e),
                             Action::NodeNotReady(message) => {
                                 lock(tracked).node_lost = true;
-                                node_lost(&mut timer, inner.node_lost_timeout, tracker.node_name(), &message);
+                                node_lost(&mut deadlines, inner.node_lost_timeout, tracker.node_name(), &message);
                             }
                             Action::NodeReady => {
                                 lock(tracked).node_lost = false;
-                                node_back(&mut timer, tracker.node_name());
+                                node_back(&mut deadlines, tracker.node_name());
                             }
                             _ => {}
                         }
                     }
                 }
-                result = async { upload.as_mut().expect("guarded by the condition").await }, if upload.is_some() => {
+                result = async { (&mut upload.as_mut().expect("guarded by the condition").0).await }, if upload.is_some() => {
                     upload = None;
                     let failed = match result {
                         Ok(Ok(())) => None,
@@ -219,21 +216,17 @@ impl KubeRunner {
                     };
                     if let Some(message) = failed {
                         tracing::debug!(%message, "exec upload failed; waiting briefly for the init container's own verdict");
-                        if timer.is_none() {
-                            timer = Some((Instant::now() + UPLOAD_GRACE, Verdict::Failed(FailureReason::Context { message })));
-                        }
+                        deadlines.upload_failed(Instant::now() + UPLOAD_GRACE, message);
                     }
                 }
                 () = tokio::time::sleep_until(wake) => {
-                    if let Some((_, v)) = timer.take() {
+                    if let Some(v) = deadlines.take_due(Instant::now()) {
                         break v;
                     }
                 }
             }
         };
-        if let Some(task) = upload {
-            task.abort();
-        }
+        drop(upload);
         // The streams end when their containers do; give them a moment to deliver the last lines.
         let draining = Instant::now();
         let drained = tokio::time::timeout(inner.log_drain_timeout, async {
@@ -298,33 +291,28 @@ fn forbidden(e: &watcher::Error) -> bool {
     }
 }
 
-/// The node stopped reporting: fail as lost after `grace`, unless a firmer verdict is pending.
-/// It replaces a pending upload failure, which a lost node causes.
-fn node_lost(
-    timer: &mut Option<(Instant, Verdict)>,
-    grace: Option<Duration>,
-    node: Option<&str>,
-    message: &str,
-) {
+/// The node stopped reporting: fail as lost after `grace` (`None`: wait for the deadlines).
+fn node_lost(deadlines: &mut Deadlines, grace: Option<Duration>, node: Option<&str>, message: &str) {
     tracing::warn!(node = node.unwrap_or_default(), %message, ?grace, "the build's node is not ready");
-    let Some(grace) = grace else { return };
-    if matches!(
-        timer,
-        None | Some((_, Verdict::Failed(FailureReason::Context { .. })))
-    ) {
-        let reason = FailureReason::NodeLost {
-            node: node.map(str::to_owned),
-            message: format!("{message} (not back within {grace:?})"),
-        };
-        *timer = Some((Instant::now() + grace, Verdict::Failed(reason)));
+    if let Some(grace) = grace {
+        let message = format!("{message} (not back within {grace:?})");
+        deadlines.node_lost(Instant::now() + grace, node, message);
     }
 }
 
 /// The node reports again: the build goes on.
-fn node_back(timer: &mut Option<(Instant, Verdict)>, node: Option<&str>) {
+fn node_back(deadlines: &mut Deadlines, node: Option<&str>) {
     tracing::info!(node = node.unwrap_or_default(), "the build's node is ready again");
-    if matches!(timer, Some((_, Verdict::Failed(FailureReason::NodeLost { .. })))) {
-        *timer = None;
+    deadlines.node_back();
+}
+
+/// The exec upload task, aborted when the watch ends in any way (also when its future is
+/// dropped on cancellation), so it never outlives the run.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), String>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
