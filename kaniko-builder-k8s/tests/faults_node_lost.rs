@@ -11,6 +11,8 @@
 //!   the Pod shows nothing then, only the Node turns `Ready=Unknown`.
 //! - Through the Pod alone, as the orchestrator ServiceAccount with only the generated Role (no
 //!   access to Nodes): once the build runs, the node controller marks the Pod not ready.
+//!
+//! And a node that comes back within the grace does not fail the build: it succeeds, verified.
 
 mod runner_support;
 
@@ -21,7 +23,7 @@ use anyhow::Context as _;
 use k8s_openapi::api::core::v1::Pod;
 use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::flow::{
-    BuildEvent, BuildFailure, CancellationToken, FailureReason, FlowOptions, run_build,
+    BuildEvent, BuildFailure, BuildOutcome, CancellationToken, FailureReason, FlowOptions, run_build,
 };
 use kaniko_builder_core::{BuildConfig, ImageRef};
 use kaniko_builder_k8s::KubeRunner;
@@ -102,7 +104,7 @@ fn assert_node_lost(err: &BuildFailure, events: &[BuildEvent], node: &str, said:
 }
 
 #[tokio::test]
-async fn a_lost_node_fails_the_build_as_node_lost_and_cleanup_force_deletes_its_pod() -> anyhow::Result<()> {
+async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyhow::Result<()> {
     kaniko_builder_testkit::init_tracing();
     let mut controllers = DEFAULT_CONTROLLERS.to_vec();
     controllers.push("nodelifecycle");
@@ -216,6 +218,54 @@ async fn a_lost_node_fails_the_build_as_node_lost_and_cleanup_force_deletes_its_
         Vec::<String>::new(),
         "the lost node's Pod is force-deleted"
     );
+    assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
+    drop(node);
+
+    // 3. A node back within the grace: the build goes on and succeeds, verified.
+    let short = tempfile::tempdir()?;
+    std::fs::write(
+        short.path().join("Dockerfile"),
+        format!("FROM {}/base/busybox:1\nRUN sleep 30\n", registry.host()),
+    )?;
+    let back_config =
+        BuildConfig::builder(format!("{}/team/lost:back", registry.host()).parse::<ImageRef>()?)
+            .namespace(NS)
+            .context(ContextSource::LocalDir(short.path().to_owned()))
+            .insecure_registry(registry.host())
+            .build()?;
+    let node = StandInNode::start(
+        &cluster,
+        NodeOptions::default()
+            .name("kb-lost-3")
+            .registry(&registry)
+            .heartbeat(Duration::from_secs(1)),
+    )
+    .await?;
+    let runner = KubeRunner::builder(admin.clone())
+        .docker_config_json(registry.docker_config_json())
+        .blob_store(Arc::new(client.clone()))
+        .node_lost_timeout(Some(Duration::from_secs(15)))
+        .build();
+    let rec = Recorder::default();
+    let (sink, never, opts) = (rec.sink(), CancellationToken::new(), FlowOptions::default());
+    let (outcome, blip) = tokio::join!(
+        run_build(&back_config, &client, &runner, &sink, &never, &opts),
+        async {
+            rec.wait_for("building", |e| matches!(e, BuildEvent::Building))
+                .await;
+            node.inject(Fault::StopReporting, Target::Node).await?;
+            rec.wait_for("node not ready", |e| matches!(e, BuildEvent::NodeNotReady { .. }))
+                .await;
+            node.clear_faults().await
+        }
+    );
+    blip?;
+    let digest = match outcome {
+        Ok(BuildOutcome::Built { digest, .. }) => digest,
+        other => panic!("a node back in time should not fail the build: {other:?}"),
+    };
+    let held = client.probe(back_config.image()).await?;
+    assert_eq!(held.manifest().map(|m| &m.digest), Some(&digest));
     assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
     drop(node);
     Ok(())

@@ -64,8 +64,10 @@ pub(crate) struct Tracker {
     node: Option<String>,
     /// The node controller marked the Pod not ready (its node stopped reporting).
     pod_marked: bool,
-    /// The Node itself is not `Ready`.
-    node_not_ready: bool,
+    /// What the Node says, when it can be watched: `Some(false)` once it stopped reporting
+    /// (`Ready=Unknown`), `Some(true)` while it reports. It outranks the Pod's mark, which stays
+    /// stale until the kubelet next writes the Pod.
+    node_reporting: Option<bool>,
 }
 
 fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
@@ -325,10 +327,10 @@ impl Tracker {
         };
         // `Unknown` is the node controller's word for "stopped reporting". `False` comes from a
         // kubelet that still reports (e.g. its network plugin is not ready): not lost.
-        let not_ready = ready.status == "Unknown";
-        if not_ready != self.node_not_ready {
+        let reporting = ready.status != "Unknown";
+        if self.node_reporting != Some(reporting) {
             let was = self.suspects_node();
-            self.node_not_ready = not_ready;
+            self.node_reporting = Some(reporting);
             let message = match (&ready.reason, &ready.message) {
                 (Some(r), Some(m)) => format!("{r}: {m}"),
                 (Some(x), None) | (None, Some(x)) => x.clone(),
@@ -340,7 +342,8 @@ impl Tracker {
     }
 
     fn suspects_node(&self) -> bool {
-        self.pod_marked || self.node_not_ready
+        self.node_reporting
+            .map_or(self.pod_marked, |reporting| !reporting)
     }
 
     /// Emits the start or the end of a suspicion, once per transition.

@@ -323,3 +323,36 @@ fn a_node_not_ready_suspects_the_node_until_it_is_ready_again() {
         "a node without conditions is still registering"
     );
 }
+
+#[test]
+fn a_node_reporting_again_outranks_the_pods_stale_mark() {
+    let node = |status: &str| -> k8s_openapi::api::core::v1::Node {
+        serde_json::from_value(
+            json!({ "metadata": { "name": "node-1" }, "status": { "conditions": [
+            { "type": "Ready", "status": status, "reason": "r", "message": "m" }
+        ] } }),
+        )
+        .expect("node")
+    };
+    let init_ok = terminated(
+        "kaniko-init",
+        0,
+        "Completed",
+        r#"{"decision":"build","reason":"absent"}"#,
+    );
+    let marked = json!({ "phase": "Running", "conditions": conditions("False", "True"),
+                         "initContainerStatuses": [init_ok], "containerStatuses": [running("image-builder")] });
+    let mut t = Tracker::default();
+    assert!(t.node(&node("True")).is_empty());
+    // The Pod's mark arrives before the Node's Unknown: the Node still says it reports.
+    let (a, _) = t.pod(&pod(&marked, Some("node-1")), false);
+    assert!(node_lost_actions(&a).is_empty(), "{a:?}");
+    assert!(matches!(
+        node_lost_actions(&t.node(&node("Unknown")))[..],
+        [Action::NodeNotReady(_)]
+    ));
+    // Back: the Pod keeps its stale mark until the kubelet writes it again; the Node decides.
+    assert_eq!(node_lost_actions(&t.node(&node("True"))), [&Action::NodeReady]);
+    let (a, _) = t.pod(&pod(&marked, Some("node-1")), false);
+    assert!(node_lost_actions(&a).is_empty(), "{a:?}");
+}
