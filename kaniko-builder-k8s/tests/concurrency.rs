@@ -18,7 +18,7 @@ use kaniko_builder_core::flow::{BuildEvent, BuildOutcome, CancellationToken, Flo
 use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::runner::CleanupPolicy;
 use kaniko_builder_registry::{DockerConfig, ImageRef, RegistryClient, RegistrySettings};
-use kaniko_builder_testkit::node::{NodeOptions, StandInNode};
+use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target};
 use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
 use runner_support::*;
 
@@ -257,6 +257,9 @@ async fn a_caller_arriving_at_a_cancelled_run_builds_afresh() -> anyhow::Result<
         .namespace(ns)
         .context(ContextSource::LocalDir(dir.path().to_owned()))
         .build()?;
+    // The cancelled run's Pod must not push before its Job is deleted: its containers start late.
+    node.inject(Fault::SlowStart(Duration::from_secs(60)), Target::NextPod)
+        .await?;
     let (watch, created) = record_jobs(&admin, ns);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
