@@ -2,10 +2,10 @@
 //!
 //! Without this, callers of one build that arrive together each try to create the Job and all
 //! but one attach after a 409, each following the Job with its own watches and log streams.
-//! Within one process, the callers of a build
-//! (same namespace, same build hash, same forcing) now join one *flight*: a task that runs the
-//! build once, fans its events out to every member (the Job's creation reads as
-//! [`BuildEvent::Attached`] to all but the first) and hands each member the result.
+//! Within one process, the callers of a build (same namespace, same build hash, same forcing)
+//! join one *flight*: a task that runs the build once, fans its events out to every member (the
+//! Job's creation reads as [`BuildEvent::Attached`] to all but the first) and hands each member
+//! the result.
 //!
 //! A member that is cancelled (or dropped) leaves the flight; the build goes on for the others.
 //! When the last member leaves, the flight is cancelled, and a cancelled last member waits for
