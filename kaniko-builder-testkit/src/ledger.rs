@@ -84,7 +84,7 @@ fn add(ledger: &mut Ledger, label: &str, value: &str) {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if let Some(path) = crate::trace::process_file("ledger") {
+    if let Some(path) = crate::trace::process_file(".ledger") {
         let line = format!("{label}\t{}\n", hex(value.as_bytes()));
         let written = std::fs::OpenOptions::new()
             .create(true)

@@ -24,8 +24,8 @@ pub const CONSOLE_LOG_ENV: &str = "KB_CONSOLE_LOG";
 /// Whether this process installed its subscriber through here.
 static INSTALLED: Mutex<bool> = Mutex::new(false);
 
-/// `<KB_TRACE_DIR>/<binary>-<pid>.<ext>` (the directory created), or `None` when unset.
-pub(crate) fn process_file(ext: &str) -> Option<PathBuf> {
+/// `<KB_TRACE_DIR>/<binary>-<pid><suffix>` (the directory created), or `None` when unset.
+pub(crate) fn process_file(suffix: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(std::env::var_os(TRACE_DIR_ENV).filter(|d| !d.is_empty())?);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         panic!("create {TRACE_DIR_ENV} {}: {e}", dir.display());
@@ -34,7 +34,7 @@ pub(crate) fn process_file(ext: &str) -> Option<PathBuf> {
         .ok()
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "unknown".to_owned());
-    Some(dir.join(format!("{binary}-{}.{ext}", std::process::id())))
+    Some(dir.join(format!("{binary}-{}{suffix}", std::process::id())))
 }
 
 /// Installs the test binary's global subscriber (see the [module docs](self)); later calls,
@@ -73,7 +73,7 @@ type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 fn layers(captured: Option<CapturedLogs>) -> Vec<BoxedLayer> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
-    match process_file("log") {
+    match process_file(".log") {
         Some(path) => {
             let file = std::fs::File::create(&path)
                 .unwrap_or_else(|e| panic!("create trace file {}: {e}", path.display()));
@@ -120,18 +120,9 @@ fn env_filter(var: &str, default: &str) -> EnvFilter {
 /// `<binary>-<pid>-<name>.srvlog`, so the secrets scan covers what the servers were sent too: a
 /// credential in a URL would show in their access logs. Does nothing without `KB_TRACE_DIR`.
 pub(crate) fn keep_server_log(name: &str, log: &std::path::Path) {
-    let Some(dest) = process_file(&format!("{name}.srvlog")) else {
+    let Some(dest) = process_file(&format!("-{name}.srvlog")) else {
         return;
     };
-    // `<binary>-<pid>.<name>.srvlog` → `<binary>-<pid>-<name>.srvlog`.
-    let dest = dest.with_file_name(
-        dest.file_name()
-            .map(|n| {
-                n.to_string_lossy()
-                    .replacen(&format!(".{name}"), &format!("-{name}"), 1)
-            })
-            .unwrap_or_default(),
-    );
     if let Err(e) = std::fs::copy(log, &dest)
         && e.kind() != std::io::ErrorKind::NotFound
     {

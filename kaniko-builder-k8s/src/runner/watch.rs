@@ -160,13 +160,9 @@ impl KubeRunner {
                                 }
                             }
                             Action::NodeNotReady(message) => {
-                                lock(tracked).node_lost = true;
-                                node_lost(&mut deadlines, inner.node_lost_timeout, tracker.node_name(), &message);
+                                node_lost(&mut deadlines, tracked, inner.node_lost_timeout, tracker.node_name(), &message);
                             }
-                            Action::NodeReady => {
-                                lock(tracked).node_lost = false;
-                                node_back(&mut deadlines, tracker.node_name());
-                            }
+                            Action::NodeReady => node_back(&mut deadlines, tracked, tracker.node_name()),
                             Action::AwaitPod(_) => {}
                         }
                     }
@@ -196,13 +192,9 @@ impl KubeRunner {
                         match action {
                             Action::Emit(e) => events.send(e),
                             Action::NodeNotReady(message) => {
-                                lock(tracked).node_lost = true;
-                                node_lost(&mut deadlines, inner.node_lost_timeout, tracker.node_name(), &message);
+                                node_lost(&mut deadlines, tracked, inner.node_lost_timeout, tracker.node_name(), &message);
                             }
-                            Action::NodeReady => {
-                                lock(tracked).node_lost = false;
-                                node_back(&mut deadlines, tracker.node_name());
-                            }
+                            Action::NodeReady => node_back(&mut deadlines, tracked, tracker.node_name()),
                             _ => {}
                         }
                     }
@@ -291,9 +283,17 @@ fn forbidden(e: &watcher::Error) -> bool {
     }
 }
 
-/// The node stopped reporting: fail as lost after `grace` (`None`: wait for the deadlines).
-fn node_lost(deadlines: &mut Deadlines, grace: Option<Duration>, node: Option<&str>, message: &str) {
+/// The node stopped reporting: its Pods need force to delete, and the build fails as lost after
+/// `grace` (`None`: wait for the deadlines).
+fn node_lost(
+    deadlines: &mut Deadlines,
+    tracked: &Mutex<Tracked>,
+    grace: Option<Duration>,
+    node: Option<&str>,
+    message: &str,
+) {
     tracing::warn!(node = node.unwrap_or_default(), %message, ?grace, "the build's node is not ready");
+    lock(tracked).node_lost = true;
     if let Some(grace) = grace {
         let message = format!("{message} (not back within {grace:?})");
         deadlines.node_lost(Instant::now() + grace, node, message);
@@ -301,8 +301,9 @@ fn node_lost(deadlines: &mut Deadlines, grace: Option<Duration>, node: Option<&s
 }
 
 /// The node reports again: the build goes on.
-fn node_back(deadlines: &mut Deadlines, node: Option<&str>) {
+fn node_back(deadlines: &mut Deadlines, tracked: &Mutex<Tracked>, node: Option<&str>) {
     tracing::info!(node = node.unwrap_or_default(), "the build's node is ready again");
+    lock(tracked).node_lost = false;
     deadlines.node_back();
 }
 
