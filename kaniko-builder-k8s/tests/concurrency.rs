@@ -17,7 +17,7 @@ use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::flow::{BuildEvent, BuildOutcome, CancellationToken, FlowOptions, run_build};
 use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::runner::CleanupPolicy;
-use kaniko_builder_registry::{DockerConfig, ImageRef, RegistryClient, RegistrySettings};
+use kaniko_builder_registry::{ImageRef, RegistryClient};
 use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target};
 use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
 use runner_support::*;
@@ -25,21 +25,71 @@ use runner_support::*;
 const IMAGES: usize = 10;
 const CALLERS: usize = 50;
 
+/// What every test here starts: a cluster, an anonymous registry, a stand-in node pulling from
+/// it, and a client of that registry. Fields drop in order: the node before the cluster.
+struct Bed {
+    node: StandInNode,
+    registry: TestRegistry,
+    cluster: TestCluster,
+    client: RegistryClient,
+}
+
+impl Bed {
+    async fn start() -> anyhow::Result<Bed> {
+        kaniko_builder_testkit::init_tracing();
+        let (cluster, registry) =
+            tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
+        let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
+        let client = anonymous_client(&registry)?;
+        Ok(Bed {
+            node,
+            registry,
+            cluster,
+            client,
+        })
+    }
+}
+
+/// A runner through `admin` with the registry's credentials, pushing contexts through `client`.
+fn runner_builder(
+    admin: &kube::Client,
+    registry: &TestRegistry,
+    client: &RegistryClient,
+) -> kaniko_builder_k8s::KubeRunnerBuilder {
+    KubeRunner::builder(admin.clone())
+        .docker_config_json(registry.docker_config_json())
+        .blob_store(Arc::new(client.clone()))
+}
+
+/// A build of `repo_tag` in `ns` from a context of its own (`COPY id.txt` holding `id`, so each
+/// id gives its own digest); the context dir lives as long as the returned guard.
+fn build(
+    registry: &TestRegistry,
+    ns: &str,
+    repo_tag: &str,
+    id: &str,
+) -> anyhow::Result<(tempfile::TempDir, BuildConfig)> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY id.txt /\n")?;
+    std::fs::write(dir.path().join("id.txt"), format!("{id}\n"))?;
+    let cfg = BuildConfig::builder(format!("{}/{repo_tag}", registry.host()).parse::<ImageRef>()?)
+        .namespace(ns)
+        .context(ContextSource::LocalDir(dir.path().to_owned()))
+        .build()?;
+    Ok((dir, cfg))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
-    kaniko_builder_testkit::init_tracing();
-    let (cluster, registry) =
-        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
-    let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
-    let client = RegistryClient::builder()
-        .docker_config(DockerConfig::anonymous())
-        .registry(registry.host(), RegistrySettings::default().plain_http(true))
-        .build()?;
+    let Bed {
+        node,
+        registry,
+        cluster,
+        client,
+    } = Bed::start().await?;
     let admin = cluster.admin_client();
     let runner = Arc::new(
-        KubeRunner::builder(admin.clone())
-            .docker_config_json(registry.docker_config_json())
-            .blob_store(Arc::new(client.clone()))
+        runner_builder(&admin, &registry, &client)
             .cleanup(CleanupPolicy::default().delete_on_failure(true))
             .timeout(Duration::from_secs(240))
             .build(),
@@ -49,16 +99,8 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
     let mut contexts = Vec::new();
     let mut configs = Vec::new();
     for i in 0..IMAGES {
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY id.txt /\n")?;
-        std::fs::write(dir.path().join("id.txt"), format!("image {i}\n"))?;
-        let image: ImageRef = format!("{}/many/img{i}:v1", registry.host()).parse()?;
-        configs.push(
-            BuildConfig::builder(image)
-                .namespace(ns)
-                .context(ContextSource::LocalDir(dir.path().to_owned()))
-                .build()?,
-        );
+        let (dir, cfg) = build(&registry, ns, &format!("many/img{i}:v1"), &format!("image {i}"))?;
+        configs.push(cfg);
         contexts.push(dir);
     }
     let (watch, created) = record_jobs(&admin, ns);
@@ -155,27 +197,16 @@ async fn fifty_callers_ten_images_ten_jobs() -> anyhow::Result<()> {
 /// under the other caller.)
 #[tokio::test]
 async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyhow::Result<()> {
-    kaniko_builder_testkit::init_tracing();
-    let (cluster, registry) =
-        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
-    let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
-    let client = RegistryClient::builder()
-        .docker_config(DockerConfig::anonymous())
-        .registry(registry.host(), RegistrySettings::default().plain_http(true))
-        .build()?;
+    let Bed {
+        node,
+        registry,
+        cluster,
+        client,
+    } = Bed::start().await?;
     let admin = cluster.admin_client();
-    let runner = KubeRunner::builder(admin.clone())
-        .docker_config_json(registry.docker_config_json())
-        .blob_store(Arc::new(client.clone()))
-        .build();
+    let runner = runner_builder(&admin, &registry, &client).build();
     let ns = "shared";
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY id.txt /\n")?;
-    std::fs::write(dir.path().join("id.txt"), "shared\n")?;
-    let cfg = BuildConfig::builder(format!("{}/shared/app:v1", registry.host()).parse::<ImageRef>()?)
-        .namespace(ns)
-        .context(ContextSource::LocalDir(dir.path().to_owned()))
-        .build()?;
+    let (_dir, cfg) = build(&registry, ns, "shared/app:v1", "shared")?;
     let (watch, created) = record_jobs(&admin, ns);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -236,27 +267,16 @@ async fn a_cancelled_caller_leaves_and_the_build_goes_on_for_the_other() -> anyh
 /// cleanup and builds afresh.
 #[tokio::test]
 async fn a_caller_arriving_at_a_cancelled_run_builds_afresh() -> anyhow::Result<()> {
-    kaniko_builder_testkit::init_tracing();
-    let (cluster, registry) =
-        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
-    let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
-    let client = RegistryClient::builder()
-        .docker_config(DockerConfig::anonymous())
-        .registry(registry.host(), RegistrySettings::default().plain_http(true))
-        .build()?;
+    let Bed {
+        node,
+        registry,
+        cluster,
+        client,
+    } = Bed::start().await?;
     let admin = cluster.admin_client();
-    let runner = KubeRunner::builder(admin.clone())
-        .docker_config_json(registry.docker_config_json())
-        .blob_store(Arc::new(client.clone()))
-        .build();
+    let runner = runner_builder(&admin, &registry, &client).build();
     let ns = "again";
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY id.txt /\n")?;
-    std::fs::write(dir.path().join("id.txt"), "again\n")?;
-    let cfg = BuildConfig::builder(format!("{}/again/app:v1", registry.host()).parse::<ImageRef>()?)
-        .namespace(ns)
-        .context(ContextSource::LocalDir(dir.path().to_owned()))
-        .build()?;
+    let (_dir, cfg) = build(&registry, ns, "again/app:v1", "again")?;
     // The cancelled run's Pod must not push before its Job is deleted: its containers start late.
     node.inject(Fault::SlowStart(Duration::from_secs(60)), Target::NextPod)
         .await?;

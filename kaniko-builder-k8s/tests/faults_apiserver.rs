@@ -12,7 +12,7 @@ use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::flow::{BuildEvent, BuildOutcome, CancellationToken, FlowOptions, run_build};
 use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::runner::CleanupPolicy;
-use kaniko_builder_registry::{DockerConfig, ImageRef, RegistryClient, RegistrySettings};
+use kaniko_builder_registry::ImageRef;
 use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target};
 use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
 use runner_support::*;
@@ -23,10 +23,7 @@ async fn a_build_survives_an_apiserver_restart() -> anyhow::Result<()> {
     let (mut cluster, registry) =
         tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
-    let client = RegistryClient::builder()
-        .docker_config(DockerConfig::anonymous())
-        .registry(registry.host(), RegistrySettings::default().plain_http(true))
-        .build()?;
+    let client = anonymous_client(&registry)?;
     let admin = cluster.admin_client();
     let runner = KubeRunner::builder(admin.clone())
         .docker_config_json(registry.docker_config_json())

@@ -30,7 +30,7 @@ use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::apply::{self, ApplyParams};
 use kaniko_builder_k8s::manifest::{DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT, JobOptions};
 use kaniko_builder_k8s::runner::Setup;
-use kaniko_builder_registry::{DockerConfig, RegistryClient, RegistrySettings};
+use kaniko_builder_registry::RegistryClient;
 use kaniko_builder_testkit::cluster::{Component, DEFAULT_CONTROLLERS};
 use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
 use kaniko_builder_testkit::{RegistryAuth, TestCluster, TestRegistry};
@@ -66,6 +66,22 @@ async fn lose_node_at(
         .context("the build neither ended nor failed")?
         .expect_err("a build on a lost node cannot succeed");
     Ok((err, rec.events()))
+}
+
+/// A stand-in node named `name` with a 1 s heartbeat, so the node controller notices soon.
+async fn start_node(
+    cluster: &TestCluster,
+    registry: &TestRegistry,
+    name: &str,
+) -> anyhow::Result<StandInNode> {
+    StandInNode::start(
+        cluster,
+        NodeOptions::default()
+            .name(name)
+            .registry(registry)
+            .heartbeat(Duration::from_secs(1)),
+    )
+    .await
 }
 
 /// Every Pod of ours in the namespace, Terminating ones included (a lost node's Pod stays
@@ -122,39 +138,31 @@ async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyh
         ctx.path().join("Dockerfile"),
         format!("FROM {}/base/busybox:1\nRUN sleep 600\n", registry.host()),
     )?;
-    let client = RegistryClient::builder()
-        .docker_config(DockerConfig::anonymous())
-        .registry(registry.host(), RegistrySettings::default().plain_http(true))
-        .build()?;
-    let config = |tag: &str| -> anyhow::Result<BuildConfig> {
+    let client = anonymous_client(&registry)?;
+    let config_in = |tag: &str, context: &std::path::Path| -> anyhow::Result<BuildConfig> {
         Ok(
             BuildConfig::builder(format!("{}/team/lost:{tag}", registry.host()).parse::<ImageRef>()?)
                 .namespace(NS)
-                .context(ContextSource::LocalDir(ctx.path().to_owned()))
+                .context(ContextSource::LocalDir(context.to_owned()))
                 .insecure_registry(registry.host())
                 .build()?,
         )
     };
+    let config = |tag: &str| config_in(tag, ctx.path());
     let blobs = client.clone();
-    let runner_for = |client: &kube::Client| {
+    let runner_with = |client: &kube::Client, grace: Duration| {
         KubeRunner::builder(client.clone())
             .docker_config_json(registry.docker_config_json())
             .blob_store(Arc::new(blobs.clone()))
-            .node_lost_timeout(Some(Duration::from_secs(1)))
+            .node_lost_timeout(Some(grace))
             .setup(Setup::IfAllowed)
             .build()
     };
+    let runner_for = |client: &kube::Client| runner_with(client, Duration::from_secs(1));
     let admin = cluster.admin_client();
 
     // 1. Through the Node: the containers never start, so only the Node tells.
-    let node = StandInNode::start(
-        &cluster,
-        NodeOptions::default()
-            .name("kb-lost-1")
-            .registry(&registry)
-            .heartbeat(Duration::from_secs(1)),
-    )
-    .await?;
+    let node = start_node(&cluster, &registry, "kb-lost-1").await?;
     node.inject(Fault::SlowStart(Duration::from_secs(600)), Target::NextPod)
         .await?;
     let (err, events) = lose_node_at(
@@ -195,14 +203,7 @@ async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyh
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
         other => panic!("the orchestrator should not read Nodes: {other:?}"),
     }
-    let node = StandInNode::start(
-        &cluster,
-        NodeOptions::default()
-            .name("kb-lost-2")
-            .registry(&registry)
-            .heartbeat(Duration::from_secs(1)),
-    )
-    .await?;
+    let node = start_node(&cluster, &registry, "kb-lost-2").await?;
     let (err, events) = lose_node_at(
         &probe_config,
         &client,
@@ -227,25 +228,9 @@ async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyh
         short.path().join("Dockerfile"),
         format!("FROM {}/base/busybox:1\nRUN sleep 30\n", registry.host()),
     )?;
-    let back_config =
-        BuildConfig::builder(format!("{}/team/lost:back", registry.host()).parse::<ImageRef>()?)
-            .namespace(NS)
-            .context(ContextSource::LocalDir(short.path().to_owned()))
-            .insecure_registry(registry.host())
-            .build()?;
-    let node = StandInNode::start(
-        &cluster,
-        NodeOptions::default()
-            .name("kb-lost-3")
-            .registry(&registry)
-            .heartbeat(Duration::from_secs(1)),
-    )
-    .await?;
-    let runner = KubeRunner::builder(admin.clone())
-        .docker_config_json(registry.docker_config_json())
-        .blob_store(Arc::new(client.clone()))
-        .node_lost_timeout(Some(Duration::from_secs(15)))
-        .build();
+    let back_config = config_in("back", short.path())?;
+    let node = start_node(&cluster, &registry, "kb-lost-3").await?;
+    let runner = runner_with(&admin, Duration::from_secs(15));
     let rec = Recorder::default();
     let (sink, never, opts) = (rec.sink(), CancellationToken::new(), FlowOptions::default());
     let (outcome, blip) = tokio::join!(

@@ -256,3 +256,14 @@ pub async fn provider_independent_client(
     config.proxy_url = None;
     Ok(kaniko_builder_k8s::client::client(config)?)
 }
+
+/// A registry client for the anonymous, plain-HTTP test registry.
+pub fn anonymous_client(
+    registry: &kaniko_builder_testkit::TestRegistry,
+) -> anyhow::Result<kaniko_builder_registry::RegistryClient> {
+    use kaniko_builder_registry::{DockerConfig, RegistryClient, RegistrySettings};
+    Ok(RegistryClient::builder()
+        .docker_config(DockerConfig::anonymous())
+        .registry(registry.host(), RegistrySettings::default().plain_http(true))
+        .build()?)
+}
