@@ -9,8 +9,10 @@
 //! Flags fall back to the original tool's configmap keys: `DOCKER_FILENAME`, `DOCKER_IMAGENAME`,
 //! `DOCKER_IMAGETAG`, `FORCE_BUILD` (`Y` forces). With a reachable cluster it runs the build with
 //! its progress and log on stderr; without one (or with `--dry-run`) it probes the registry and
-//! prints the decision and the objects it would apply. Exit status: 0 built, skipped or planned;
-//! 1 failed; 2 bad usage.
+//! prints the decision and the objects it would apply. When the registry cannot say whether the
+//! tag exists (credentials rejected or missing, an untrusted certificate, no connection...) the
+//! decision is `unknown`, with the failure's `kind`: never `build`. Exit status: 0 built, skipped
+//! or planned (`skip`/`build`); 1 failed, or planned with decision `unknown`; 2 bad usage.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // an example prints its result
 
 use std::path::PathBuf;
@@ -19,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt as _;
-use kaniko_builder::registry::{DockerConfig, RegistryClient, RegistrySettings};
+use kaniko_builder::registry::{DockerConfig, Error as RegistryError, RegistryClient, RegistrySettings};
 use kaniko_builder::{
-    Build, BuildConfig, BuildEvent, BuildOutcome, ContextSource, Decision, Error, ImageRef,
+    Build, BuildConfig, BuildEvent, BuildOutcome, ContextSource, Decision, Error, ImageRef, Plan,
 };
 use serde_json::{Value, json};
 
@@ -32,9 +34,15 @@ const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
 #[command(
     about = "Build an image on Kubernetes with kaniko, unless its tag already exists",
     after_help = "With no arguments: builds the bundled example (examples/seed/) as example:v1.0.0 \
-                  in namespace kaniko. The cluster is found through $KUBECONFIG, ~/.kube/config \
-                  or the in-cluster service account; without one, the decision and the manifests \
-                  are printed instead."
+                  (Docker Hub) in namespace kaniko. The cluster is found through $KUBECONFIG, \
+                  ~/.kube/config or the in-cluster service account; without one, the decision and \
+                  the manifests are printed instead.\n\n\
+                  The decision is skip (the tag exists), build (it does not, or --force) or \
+                  unknown (the registry could not tell: the JSON `kind` says why, e.g. \
+                  unauthorized, tls, unreachable). Unknown is never taken as absent.\n\n\
+                  Exit status: 0 built, skipped, or planned with decision skip/build; 1 failed, \
+                  or decision unknown (also for the no-argument run on a machine that cannot \
+                  reach Docker Hub); 2 bad usage."
 )]
 struct Args {
     /// Image to build, `[registry/]name[:tag]`. Default: $DOCKER_IMAGENAME:$DOCKER_IMAGETAG,
@@ -117,10 +125,13 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let json = args.output == "json";
     let started = Instant::now();
-    let mut report = run(&args).await.unwrap_or_else(|e| Report {
+    let mut report = Box::pin(run(&args)).await.unwrap_or_else(|e| Report {
         outcome: "failed",
         reason: Some(chain(&e)),
-        kind: Some(e.downcast_ref::<Error>().map_or("invalid_input", Error::kind)),
+        kind: Some(e.downcast_ref::<Error>().map(Error::kind).unwrap_or_else(|| {
+            e.downcast_ref::<RegistryError>()
+                .map_or("invalid_input", RegistryError::kind)
+        })),
         ..Report::default()
     });
     report.duration_ms = started.elapsed().as_millis();
@@ -131,8 +142,14 @@ async fn main() -> ExitCode {
             ("failed", Some(r)) => eprintln!("error: {r}"),
             (o, r) => {
                 println!("{o}: {}", report.image.as_deref().unwrap_or("-"));
+                if let Some(d) = report.decision {
+                    println!("decision: {d}");
+                }
                 if let Some(d) = &report.digest {
                     println!("digest: {d}");
+                }
+                if let Some(k) = report.kind {
+                    println!("kind: {k}");
                 }
                 if let Some(r) = r {
                     println!("reason: {r}");
@@ -140,12 +157,23 @@ async fn main() -> ExitCode {
             }
         }
     }
-    if report.outcome == "failed" {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    report.exit_code()
+}
+
+impl Report {
+    /// 0 for a result (built, skipped, a plan that decided); 1 for a failure or a plan that could
+    /// not decide. (Bad usage exits 2, from clap.)
+    fn exit_code(&self) -> ExitCode {
+        if self.outcome == "failed" || self.decision == Some(UNKNOWN) {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
     }
 }
+
+/// The plan's decision when the registry could not say whether the tag exists.
+const UNKNOWN: &str = "unknown";
 
 fn chain(e: &anyhow::Error) -> String {
     format!("{e:#}")
@@ -206,8 +234,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     };
 
     // The skip needs no cluster: probe first, as `run()` would, and only then look for one.
+    let planned = build.plan().await;
     if !args.dry_run
-        && let Ok(plan) = build.plan().await
+        && let Ok(plan) = &planned
         && let Decision::Skip { digest } = &plan.decision
     {
         eprintln!("{}: exists as {digest}; nothing to build", plan.image);
@@ -225,7 +254,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     };
     let client = match cluster {
         Ok(client) => client,
-        Err(why) => return plan(&build, base, &why).await,
+        Err(why) => return plan(args, &build, planned, base, &why),
     };
     eprintln!(
         "cluster: found; building in namespace {}",
@@ -297,8 +326,16 @@ async fn find_cluster() -> Result<kube::Client, String> {
     }
 }
 
-/// No cluster (or `--dry-run`): probe, decide, print the objects a run would apply.
-async fn plan(build: &Build, base: Report, why: &str) -> anyhow::Result<Report> {
+/// No cluster (or `--dry-run`): the probe's decision and the objects a run would apply. When the
+/// registry could not tell whether the tag exists, the decision is `unknown`, with the error's kind
+/// and text: error is not absent.
+fn plan(
+    args: &Args,
+    build: &Build,
+    planned: kaniko_builder::Result<Plan>,
+    base: Report,
+    why: &str,
+) -> anyhow::Result<Report> {
     if why != "--dry-run" {
         eprintln!("no cluster: {why}");
         eprintln!(
@@ -306,7 +343,7 @@ async fn plan(build: &Build, base: Report, why: &str) -> anyhow::Result<Report> 
              printing the plan instead"
         );
     }
-    let (decision, digest, reason, yaml) = match build.plan().await {
+    let (decision, digest, kind, reason, yaml, hint) = match planned {
         Ok(plan) => {
             let (digest, reason) = match &plan.decision {
                 Decision::Skip { digest } => (
@@ -321,35 +358,77 @@ async fn plan(build: &Build, base: Report, why: &str) -> anyhow::Result<Report> 
                 ),
                 _ => (None, "the tag does not exist in the registry".to_owned()),
             };
-            (plan.decision.as_str(), digest, reason, plan.to_yaml_redacted()?)
+            let yaml = plan.to_yaml_redacted()?;
+            (plan.decision.as_str(), digest, None, reason, yaml, None)
         }
-        Err(e) if !e.is_invalid_input() => {
-            // The registry cannot be reached: the Job's init container would check again.
+        // The probe could not tell (credentials, TLS, network, the registry itself): say so.
+        Err(Error::Registry(e)) if !e.is_config() => {
             let registry = build.config().image().registry().to_owned();
-            eprintln!(
-                "registry {registry}: cannot tell whether the tag exists: {}",
-                error_chain(&e)
-            );
-            eprintln!(
-                "  pass --image HOST/REPO:TAG (and --insecure-registry HOST for plain HTTP) for a reachable registry"
-            );
+            let reason = format!("cannot tell whether the tag exists: {}", error_chain(&e));
+            let hint = hint(args, &registry, e.kind());
             let manifests = kaniko_builder::k8s::render(build.config(), &Default::default(), None)?;
-            let reason =
-                format!("registry {registry} unreachable; the Job's init container would check again");
-            ("build", None, reason, manifests.to_yaml()?)
+            (
+                UNKNOWN,
+                None,
+                Some(e.kind()),
+                reason,
+                manifests.to_yaml()?,
+                Some(hint),
+            )
         }
         Err(e) => return Err(e.into()),
     };
-    eprintln!("decision: {decision} ({reason})");
-    eprintln!("--- objects a run would apply (kubectl apply -f -); Secret values redacted ---");
+    if decision == UNKNOWN {
+        eprintln!(
+            "--- objects a run would apply if the tag were absent (kubectl apply -f -); no Secret: \
+             the decision is unknown ---"
+        );
+    } else {
+        eprintln!("--- objects a run would apply (kubectl apply -f -); Secret values redacted ---");
+    }
     eprint!("{yaml}");
+    // Last, where a person at a terminal sees it.
+    match kind {
+        Some(kind) => eprintln!("decision: {decision}, {kind} ({reason})"),
+        None => eprintln!("decision: {decision} ({reason})"),
+    }
+    if let Some(hint) = hint {
+        eprintln!("  {hint}");
+    }
     Ok(Report {
         outcome: "planned",
         decision: Some(decision),
         digest,
+        kind,
         reason: Some(reason),
         ..base
     })
+}
+
+/// What to try when the probe of `registry` failed with `kind`.
+fn hint(args: &Args, registry: &str, kind: &str) -> String {
+    let bundled = args.image.is_none() && std::env::var_os("DOCKER_IMAGENAME").is_none();
+    let fix = match kind {
+        "unauthorized" | "denied" => format!(
+            "the registry wants credentials that work: pass --docker-config with a config.json \
+             holding an entry for {registry} (docker login / skopeo login write one)"
+        ),
+        "tls" => format!(
+            "the certificate of {registry} is not trusted here: pass --ca-cert with its CA (PEM), \
+             or --insecure-registry {registry} if it speaks plain HTTP"
+        ),
+        "unreachable" | "timeout" | "transport" if bundled => format!(
+            "this is the bundled example, aimed at Docker Hub ({registry}), which this machine \
+             cannot reach; point it at a registry it can reach: --image HOST/REPO:TAG (and \
+             --insecure-registry HOST for plain HTTP), and at a cluster with KUBECONFIG"
+        ),
+        "unreachable" | "timeout" | "transport" => format!(
+            "is {registry} up and reachable from here? (--insecure-registry {registry} for plain \
+             HTTP)"
+        ),
+        _ => "the registry's answer is above; retry later, or check the registry".to_owned(),
+    };
+    format!("{fix}; the decision stays unknown rather than guessing build")
 }
 
 fn print_event(event: &BuildEvent) {

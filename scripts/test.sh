@@ -26,6 +26,10 @@ fi
 
 log "kubernetes control-plane binaries"
 scripts/build-k8s.sh
+log "crane (go-containerregistry) for the init container"
+# Only the path goes to stdout; the build's own output goes to stderr.
+KB_CRANE=$(scripts/build-crane.sh --print-path)
+export KB_CRANE
 
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   log "installing kubernetes-validate (Kubernetes JSON schemas)"

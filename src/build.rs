@@ -35,7 +35,7 @@ pub const EVENT_LOG_CAPACITY: usize = 1024;
 /// ```
 #[must_use]
 pub struct Build {
-    config: BuildConfig,
+    pub(crate) config: BuildConfig,
     pub(crate) opts: Options,
     sink: Option<EventSink>,
 }

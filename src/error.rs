@@ -101,12 +101,24 @@ impl Error {
         }
     }
 
+    /// Whether the TLS handshake with a registry (or its token service) failed: an untrusted or
+    /// mismatched certificate, or a plain HTTP server spoken to over HTTPS.
+    pub fn is_tls(&self) -> bool {
+        match self {
+            Self::Registry(e) => e.is_tls(),
+            _ => false,
+        }
+    }
+
     /// A short machine-readable name of the culprit: the [`FailureReason::kind`] of a build that
-    /// ran, else `config`, `registry`, `manifest`, `kube_config` or `context`.
+    /// ran; for a registry error its [`registry::Error::kind`](crate::registry::Error::kind)
+    /// (`unauthorized`, `denied`, `tls`, `unreachable`, `timeout`, `transport`, `rate_limited`,
+    /// `registry_error`, `docker_config`, `credential_helper`, `invalid_settings`); else `config`,
+    /// `manifest`, `kube_config` or `context`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
-            Self::Registry(_) => "registry",
+            Self::Registry(e) => e.kind(),
             Self::Manifest(_) => "manifest",
             Self::Kube(_) => "kube_config",
             Self::Context(_) => "context",
@@ -117,3 +129,28 @@ impl Error {
 
 /// `Result` with the facade's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_error_keeps_its_kind() {
+        let e = Error::from(crate::registry::Error::Unauthorized {
+            registry: "r.example".into(),
+            repository: "app".into(),
+            status: 401,
+            anonymous: false,
+        });
+        assert_eq!(e.kind(), "unauthorized");
+        assert!(e.is_unauthorized() && !e.is_tls() && !e.is_invalid_input());
+        let e = Error::from(crate::registry::Error::Transport {
+            registry: "r.example".into(),
+            kind: crate::registry::TransportKind::Tls,
+            attempts: 1,
+            source: "bad certificate".into(),
+        });
+        assert_eq!(e.kind(), "tls");
+        assert!(e.is_tls() && !e.is_retryable());
+    }
+}

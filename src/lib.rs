@@ -35,6 +35,7 @@
 mod build;
 mod content_tag;
 mod error;
+mod preflight;
 mod set;
 
 pub use build::{Build, Decision, EVENT_LOG_CAPACITY, Plan, secret_docker_config};

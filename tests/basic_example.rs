@@ -23,7 +23,8 @@ fn example() -> PathBuf {
     path
 }
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
+/// The example with `args`, no cluster, no docker config, no seed keys and no proxy, then `env`.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(example());
     cmd.args(args)
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
@@ -33,10 +34,30 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
         .env_remove("DOCKER_FILENAME")
         .env_remove("FORCE_BUILD")
         .env_remove("KUBERNETES_SERVICE_HOST");
+    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
+        cmd.env_remove(var).env_remove(var.to_lowercase());
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run the basic example");
+    cmd
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
+    let out = command(args, env).output().expect("run the basic example");
+    parse(out)
+}
+
+/// As [`run`], without blocking the runtime (a token registry's issuer runs in this process).
+async fn run_async(args: &[&str], env: &[(&str, &str)]) -> (Value, Output) {
+    let out = tokio::process::Command::from(command(args, env))
+        .output()
+        .await
+        .expect("run the basic example");
+    parse(out)
+}
+
+fn parse(out: Output) -> (Value, Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -99,6 +120,159 @@ async fn the_seed_keys_are_fallbacks() -> anyhow::Result<()> {
     assert_eq!(json["decision"], "build");
     assert_eq!(json["outcome"], "planned");
     Ok(())
+}
+
+/// When the registry cannot say whether the tag exists, the plan says so: decision `unknown` with
+/// the failure's kind and text, exit 1, never `build`, with or without `--dry-run`, and no
+/// password anywhere in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_probe_cannot_tell_the_decision_is_unknown() -> anyhow::Result<()> {
+    const WRONG_PASSWORD: &str = "wr0ng-Pa55-5b7e";
+    let (basic, token, mut down) = tokio::try_join!(
+        TestRegistry::start(RegistryAuth::Basic),
+        TestRegistry::start(RegistryAuth::Token),
+        TestRegistry::start(RegistryAuth::Anonymous),
+    )?;
+    down.stop();
+    let dir = tempfile::tempdir()?;
+    let file = |name: &str, content: &str| -> anyhow::Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content)?;
+        Ok(path.display().to_string())
+    };
+    let wrong = |r: &TestRegistry| -> anyhow::Result<String> {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{WRONG_PASSWORD}", TestRegistry::USERNAME));
+        let json = serde_json::json!({ "auths": { r.host(): { "auth": auth } } });
+        file(&format!("wrong-{}.json", r.host()), &json.to_string())
+    };
+    let right = |r: &TestRegistry| file(&format!("right-{}.json", r.host()), &r.docker_config_json());
+    let ca = |r: &TestRegistry| file(&format!("ca-{}.pem", r.host()), &r.ca_pem().expect("tls"));
+
+    struct Case {
+        name: &'static str,
+        host: String,
+        flags: Vec<String>,
+        dry_run: bool,
+        kind: &'static str,
+    }
+    let flags = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let cases = [
+        Case {
+            name: "wrong password, Basic over TLS",
+            host: basic.host(),
+            flags: flags(&["--ca-cert", &ca(&basic)?, "--docker-config", &wrong(&basic)?]),
+            dry_run: true,
+            kind: "unauthorized",
+        },
+        Case {
+            name: "wrong password, token auth, no cluster",
+            host: token.host(),
+            flags: flags(&["--ca-cert", &ca(&token)?, "--docker-config", &wrong(&token)?]),
+            dry_run: false,
+            kind: "unauthorized",
+        },
+        Case {
+            name: "no credentials for a registry that needs them",
+            host: basic.host(),
+            flags: flags(&["--ca-cert", &ca(&basic)?]),
+            dry_run: true,
+            kind: "unauthorized",
+        },
+        Case {
+            name: "no credentials, token auth",
+            host: token.host(),
+            flags: flags(&["--ca-cert", &ca(&token)?]),
+            dry_run: true,
+            kind: "unauthorized",
+        },
+        Case {
+            name: "CA not trusted (right credentials)",
+            host: basic.host(),
+            flags: flags(&["--docker-config", &right(&basic)?]),
+            dry_run: true,
+            kind: "tls",
+        },
+        Case {
+            name: "registry down",
+            host: down.host(),
+            flags: flags(&["--insecure-registry", &down.host()]),
+            dry_run: true,
+            kind: "unreachable",
+        },
+        Case {
+            name: "registry down, no cluster",
+            host: down.host(),
+            flags: flags(&["--insecure-registry", &down.host()]),
+            dry_run: false,
+            kind: "unreachable",
+        },
+    ];
+    let runs = cases.iter().map(|case| {
+        let image = format!("{}/team/app:v1", case.host);
+        let mut args: Vec<&str> = vec!["--image", &image, "--output", "json"];
+        args.extend(case.flags.iter().map(String::as_str));
+        if case.dry_run {
+            args.push("--dry-run");
+        }
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            (image, run_async(&args, &[]).await)
+        }
+    });
+    for (case, (image, (json, out))) in cases.iter().zip(futures::future::join_all(runs).await) {
+        let name = case.name;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!("{name}: {json}\n{stderr}");
+        assert_eq!(out.status.code(), Some(1), "{ctx}");
+        assert_eq!(json["outcome"], "planned", "{ctx}");
+        assert_eq!(json["decision"], "unknown", "{ctx}");
+        assert_eq!(json["kind"], case.kind, "{ctx}");
+        assert_eq!(json["image"], image, "{ctx}");
+        assert!(json["digest"].is_null(), "{ctx}");
+        let reason = json["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(&case.host), "{ctx}");
+        assert!(reason.contains("cannot tell"), "{ctx}");
+        assert_eq!(stderr.contains("no cluster"), !case.dry_run, "{ctx}");
+        assert!(stderr.contains("kind: Job"), "the objects are still shown: {ctx}");
+        assert!(stderr.contains("decision: unknown"), "{ctx}");
+        for secret in [TestRegistry::PASSWORD, WRONG_PASSWORD] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{name}: leaks a password"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The no-argument run targets Docker Hub's `example:v1.0.0`. Where Docker Hub cannot be reached
+/// (here: through a proxy nobody listens on, so the test does not depend on this machine's
+/// network) it explains itself and says `unknown`/`unreachable`, exit 1.
+#[test]
+fn the_no_argument_run_without_internet_says_unknown() {
+    let proxy = format!("http://127.0.0.1:{}", kaniko_builder_testkit::free_port());
+    let (json, out) = run(
+        &["--output", "json"],
+        &[("HTTPS_PROXY", &proxy), ("HTTP_PROXY", &proxy)],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{json}\n{stderr}");
+    assert_eq!(json["outcome"], "planned", "{json}");
+    assert_eq!(json["decision"], "unknown", "{json}");
+    assert_eq!(json["kind"], "unreachable", "{json}");
+    assert_eq!(json["image"], "docker.io/library/example:v1.0.0", "{json}");
+    assert!(
+        json["reason"].as_str().is_some_and(|r| r.contains("docker.io")),
+        "{json}"
+    );
+    assert!(
+        stderr.contains("no cluster") && stderr.contains("bundled example") && stderr.contains("--image"),
+        "explains what happened and how to point it elsewhere: {stderr}"
+    );
 }
 
 #[test]

@@ -54,13 +54,68 @@ pub enum Error {
     /// The manifests could not be serialised (as YAML or JSON).
     #[error("cannot serialise the manifests")]
     Serialize(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// An image of [`JobOptions`](crate::manifest::JobOptions) is not a valid image reference
+    /// (from [`preflight`](crate::preflight)).
+    #[error("invalid {field} {reference:?}")]
+    InvalidImageReference {
+        /// `executor_image` or `init_image`.
+        field: crate::preflight::ImageField,
+        /// The reference as given.
+        reference: String,
+        /// What is wrong with it.
+        #[source]
+        source: kaniko_builder_core::Error,
+    },
+    /// An image of [`JobOptions`](crate::manifest::JobOptions) is missing from its registry: 404
+    /// for the tag or the repository (from [`preflight`](crate::preflight)).
+    #[error("{field} {reference} is missing from its registry")]
+    ImageMissing {
+        /// `executor_image` or `init_image`.
+        field: crate::preflight::ImageField,
+        /// The reference, normalised.
+        reference: String,
+    },
+    /// An image of [`JobOptions`](crate::manifest::JobOptions) could not be checked: the registry
+    /// refused the credentials, could not be reached, or failed (from
+    /// [`preflight`](crate::preflight)). Not taken as missing.
+    #[error("cannot check {field} {reference} in its registry")]
+    ImageCheckFailed {
+        /// `executor_image` or `init_image`.
+        field: crate::preflight::ImageField,
+        /// The reference, normalised.
+        reference: String,
+        /// The registry client's error.
+        #[source]
+        source: kaniko_builder_registry::Error,
+    },
 }
 
 impl Error {
     /// Whether the error is about the build configuration or the options (the caller's input),
-    /// as opposed to an internal failure such as serialisation.
+    /// as opposed to an internal failure such as serialisation or a registry that could not be
+    /// asked. An image the options name and its registry lacks counts as input.
     pub fn is_invalid_input(&self) -> bool {
-        !matches!(self, Self::Serialize(_))
+        !matches!(self, Self::Serialize(_) | Self::ImageCheckFailed { .. })
+    }
+
+    /// The image option a [`preflight`](crate::preflight) error is about.
+    pub fn image_field(&self) -> Option<crate::preflight::ImageField> {
+        match self {
+            Self::InvalidImageReference { field, .. }
+            | Self::ImageMissing { field, .. }
+            | Self::ImageCheckFailed { field, .. } => Some(*field),
+            _ => None,
+        }
+    }
+
+    /// The registry client's error behind [`Error::ImageCheckFailed`], to classify it
+    /// ([`is_unauthorized`](kaniko_builder_registry::Error::is_unauthorized),
+    /// [`is_retryable`](kaniko_builder_registry::Error::is_retryable)).
+    pub fn registry_error(&self) -> Option<&kaniko_builder_registry::Error> {
+        match self {
+            Self::ImageCheckFailed { source, .. } => Some(source),
+            _ => None,
+        }
     }
 }
 

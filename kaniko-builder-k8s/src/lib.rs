@@ -9,6 +9,7 @@ pub mod client;
 pub mod context;
 pub mod error;
 pub mod manifest;
+pub mod preflight;
 pub mod runner;
 pub mod seed;
 

@@ -204,7 +204,81 @@ fn auth_message(verb: &str, registry: &str, repository: &str, status: u16, anony
     }
 }
 
+impl TransportKind {
+    /// `unreachable` (could not connect: refused, no route, DNS), `timeout`, `tls` or `transport`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Tls => "tls",
+            Self::Other => "transport",
+        }
+    }
+}
+
 impl Error {
+    /// A short machine-readable name of what went wrong, for scripts and reports:
+    ///
+    /// | kind | errors |
+    /// |---|---|
+    /// | `unauthorized` | 401: credentials missing or rejected (also by the token service) |
+    /// | `denied` | 403: authenticated but not allowed |
+    /// | `unreachable`, `timeout`, `tls`, `transport` | the [`TransportKind`] of a [`Transport`](Self::Transport) failure (or of the token service's) |
+    /// | `rate_limited` | 429 until the retries ran out (also from the token service) |
+    /// | `registry_error` | 5xx, an unexpected status, an unusable challenge or token answer, a bad digest |
+    /// | `docker_config` | the docker config cannot be read or parsed |
+    /// | `credential_helper` | a credential helper is missing or failed |
+    /// | `invalid_settings` | per-registry settings that cannot be used |
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ConfigRead { .. } | Self::ConfigParse { .. } | Self::InvalidAuthEntry { .. } => {
+                "docker_config"
+            }
+            Self::CredentialHelperMissing { .. }
+            | Self::CredentialHelperFailed { .. }
+            | Self::CredentialHelperOutput { .. } => "credential_helper",
+            Self::InvalidSettings { .. } => "invalid_settings",
+            Self::Transport { kind, .. }
+            | Self::Token {
+                status: None,
+                transport: Some(kind),
+                ..
+            } => kind.as_str(),
+            Self::Unauthorized { .. }
+            | Self::Token {
+                status: Some(401), ..
+            } => "unauthorized",
+            Self::Denied { .. }
+            | Self::Token {
+                status: Some(403), ..
+            } => "denied",
+            Self::RateLimited { .. }
+            | Self::Token {
+                status: Some(429), ..
+            } => "rate_limited",
+            Self::Server { .. }
+            | Self::UnexpectedStatus { .. }
+            | Self::Challenge { .. }
+            | Self::Token { .. }
+            | Self::BadDigest { .. } => "registry_error",
+        }
+    }
+
+    /// The TLS handshake failed (an untrusted or mismatched certificate, a plain HTTP server),
+    /// with the registry or its token service.
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport {
+                kind: TransportKind::Tls,
+                ..
+            } | Self::Token {
+                transport: Some(TransportKind::Tls),
+                ..
+            }
+        )
+    }
+
     /// The registry rejected or lacked credentials (401 or 403), or the token service refused them.
     pub fn is_unauthorized(&self) -> bool {
         matches!(self, Self::Unauthorized { .. } | Self::Denied { .. })
@@ -266,3 +340,65 @@ impl Error {
 
 /// `Result` with the registry [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(kind: TransportKind) -> Error {
+        Error::Transport {
+            registry: "r.example".into(),
+            kind,
+            attempts: 1,
+            source: "boom".into(),
+        }
+    }
+
+    fn token(status: Option<u16>, transport: Option<TransportKind>) -> Error {
+        Error::Token {
+            registry: "r.example".into(),
+            realm: "https://auth.example/token".into(),
+            problem: "x".into(),
+            status,
+            transport,
+        }
+    }
+
+    #[test]
+    fn kinds_name_what_happened() {
+        let unauthorized = Error::Unauthorized {
+            registry: "r.example".into(),
+            repository: "app".into(),
+            status: 401,
+            anonymous: true,
+        };
+        let server = Error::Server {
+            registry: "r.example".into(),
+            repository: "app".into(),
+            status: 503,
+            attempts: 4,
+        };
+        let cases = [
+            (unauthorized, "unauthorized"),
+            (token(Some(401), None), "unauthorized"),
+            (token(Some(403), None), "denied"),
+            (token(Some(429), None), "rate_limited"),
+            (token(Some(500), None), "registry_error"),
+            (token(None, None), "registry_error"),
+            (token(None, Some(TransportKind::Tls)), "tls"),
+            (token(None, Some(TransportKind::Connect)), "unreachable"),
+            (transport(TransportKind::Connect), "unreachable"),
+            (transport(TransportKind::Timeout), "timeout"),
+            (transport(TransportKind::Tls), "tls"),
+            (transport(TransportKind::Other), "transport"),
+            (server, "registry_error"),
+        ];
+        for (err, kind) in cases {
+            assert_eq!(err.kind(), kind, "{err:?}");
+            assert_eq!(err.is_tls(), kind == "tls", "{err:?}");
+            if kind == "unauthorized" || kind == "denied" {
+                assert!(err.is_unauthorized(), "{err:?}");
+            }
+        }
+    }
+}

@@ -35,18 +35,29 @@
 //! Both containers use `terminationMessagePath: /dev/termination-log`, policy `File`.
 //!
 //! **`kaniko-init`** runs `["/busybox/sh", "-c", INIT_SCRIPT]` ([`scripts::INIT_SCRIPT`]) as uid
-//! 65532 with environment:
+//! and gid 65532 ([`INIT_UID`]): the container's `securityContext` sets `runAsUser`/`runAsGroup`
+//! 65532 and `runAsNonRoot`, because the crane debug image itself runs as root by default. Its
+//! environment:
 //! `KB_DESTINATION` (the full normalised image reference), `FORCE_BUILD` (from the ConfigMap's
 //! key `FORCE_BUILD`, optional), `DOCKER_CONFIG=/kaniko/.docker`, `KB_INSECURE=true` (only when the
 //! destination registry is insecure or skips TLS verification), `KB_CONTEXT_KIND`
-//! (`hostpath|pvc|upload|git|url`); for uploads `KB_CONTEXT_BLOB` (rendered empty, see
-//! [`BuildManifests::with_context_blob`]); for git `KB_GIT_URL` and `KB_GIT_REF`
-//! (informational: kaniko clones the repository itself).
+//! (`hostpath|pvc|upload|git|url`), `KB_CALLER_PROBE` (rendered empty; `absent` when the
+//! orchestrator's own probe found no image, see [`BuildManifests::with_caller_probe_absent`]); for
+//! uploads `KB_CONTEXT_BLOB` (rendered empty, see [`BuildManifests::with_context_blob`]); for git
+//! `KB_GIT_URL` and `KB_GIT_REF` (informational: kaniko clones the repository itself).
 //! 1. `FORCE_BUILD` in `Y y yes true 1` → build, reason `forced`; in `N n no false 0` or empty →
 //!    check; anything else → error.
-//! 2. Otherwise `crane digest [--insecure] "$KB_DESTINATION"`: a `sha256:` digest → skip with that
-//!    digest; an error mentioning `MANIFEST_UNKNOWN`, `NAME_UNKNOWN` or `404` → build, reason
-//!    `absent`; any other failure (401, 403, 429, 5xx, network) → error: never build blind.
+//! 2. Otherwise `crane digest [--insecure] "$KB_DESTINATION"` (its stderr is copied to the
+//!    container's log): a `sha256:` digest → skip with that digest. On failure only crane's
+//!    final `Error: ` line counts (crane first tries HEAD and prints the HEAD's error, often a
+//!    bodiless 404, as a warning before it tries GET): a GET answered 404 (`MANIFEST_UNKNOWN`,
+//!    `NAME_UNKNOWN` or `unexpected status code 404 Not Found`) → build, reason `absent`. A
+//!    refusal (`UNAUTHORIZED`, `DENIED`, 401, 403, a credential helper crane lacks) when
+//!    `KB_CALLER_PROBE=absent` or the Secret's `config.json` has no entry for the destination
+//!    registry → build, reason `unverified`: crane has only the Secret, kaniko also has its
+//!    credential helpers and workload identity, so the executor's push decides. Any other
+//!    failure (a refusal with credentials and no caller probe, 429, 5xx, network, TLS) → error:
+//!    never build blind.
 //! 3. The decision goes to `/kaniko/state/decision` (one JSON line).
 //! 4. Upload contexts, when building: with `KB_CONTEXT_BLOB` set, `crane blob
 //!    "<destination repository>@$KB_CONTEXT_BLOB"` is unpacked (`tar -xz`) into `/workspace`;
@@ -57,7 +68,8 @@
 //!    exits 1 (the Job fails, backoffLimit 0).
 //!
 //! Decisions ([`Decision`]): `{"decision":"skip","digest":"sha256:…"}`,
-//! `{"decision":"build","reason":"absent"}`, `{"decision":"build","reason":"forced"}`.
+//! `{"decision":"build","reason":"absent"}`, `{"decision":"build","reason":"forced"}`,
+//! `{"decision":"build","reason":"unverified"}`.
 //!
 //! **`image-builder`** runs `["/busybox/sh", "-c", BUILDER_WRAPPER, "kaniko", <kaniko args…>]`
 //! ([`scripts::BUILDER_WRAPPER`]) with `DOCKER_CONFIG=/kaniko/.docker` (and `GIT_PULL_METHOD=http`
@@ -133,6 +145,8 @@ pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 /// The first 40 hex digits of the sha256 of the normalised image reference, so an orchestrator
 /// finds the builds of an image by label.
 pub const LABEL_IMAGE_HASH: &str = "kaniko-builder.io/image-hash";
+/// The init container's variable saying what the caller's probe found (`absent`, or empty).
+pub(crate) const ENV_CALLER_PROBE: &str = "KB_CALLER_PROBE";
 /// Annotation holding the normalised image reference.
 pub const ANNOTATION_IMAGE: &str = "kaniko-builder.io/image";
 /// Annotation holding the full build hash (`sha256:…`) behind the Job name.
@@ -178,6 +192,10 @@ pub enum BuildReason {
     Absent,
     /// `FORCE_BUILD` asked for it.
     Forced,
+    /// crane was refused by the registry, but the executor may hold credentials crane lacks
+    /// (kaniko's credential helpers, workload identity): the caller's probe found the tag
+    /// absent, or the Secret has no entry for the registry. The executor's push decides.
+    Unverified,
 }
 
 impl Decision {
@@ -352,16 +370,7 @@ impl BuildManifests {
     /// # Errors
     /// [`Error::InvalidOption`] when the build's context is not an upload.
     pub fn with_context_blob(mut self, digest: &Digest) -> Result<Self> {
-        let env = self
-            .job
-            .spec
-            .as_mut()
-            .and_then(|s| s.template.spec.as_mut())
-            .and_then(|s| s.init_containers.as_mut())
-            .and_then(|c| c.iter_mut().find(|c| c.name == INIT_CONTAINER))
-            .and_then(|c| c.env.as_mut())
-            .and_then(|env| env.iter_mut().find(|e| e.name == "KB_CONTEXT_BLOB"));
-        match env {
+        match self.init_env("KB_CONTEXT_BLOB") {
             Some(var) => {
                 var.value = Some(digest.to_string());
                 Ok(self)
@@ -371,6 +380,29 @@ impl BuildManifests {
                 problem: "the build context is not an upload".to_owned(),
             }),
         }
+    }
+
+    /// Tells `kaniko-init` that the caller's own probe found the tag absent (`KB_CALLER_PROBE=absent`),
+    /// so a registry that refuses crane's credentials defers to the executor instead of failing
+    /// the build (see [`scripts::INIT_SCRIPT`]). The runner sets it; rendered YAML leaves it empty.
+    #[must_use]
+    pub fn with_caller_probe_absent(mut self) -> Self {
+        if let Some(var) = self.init_env(ENV_CALLER_PROBE) {
+            var.value = Some("absent".to_owned());
+        }
+        self
+    }
+
+    /// The init container's environment variable `name`, when rendered.
+    fn init_env(&mut self, name: &str) -> Option<&mut k8s_openapi::api::core::v1::EnvVar> {
+        self.job
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .and_then(|s| s.init_containers.as_mut())
+            .and_then(|c| c.iter_mut().find(|c| c.name == INIT_CONTAINER))
+            .and_then(|c| c.env.as_mut())
+            .and_then(|env| env.iter_mut().find(|e| e.name == name))
     }
 }
 

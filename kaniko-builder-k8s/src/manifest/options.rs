@@ -8,13 +8,21 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-/// The maintained kaniko fork's debug image (it has `/busybox/sh`, which the wrapper needs),
-/// pinned by tag. Google archived `gcr.io/kaniko-project/executor` in 2025.
-pub const DEFAULT_EXECUTOR_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.27.5-debug";
+/// The maintained kaniko fork's debug image (`/busybox/sh` for the wrapper, `/kaniko/executor`,
+/// runs as root), pinned by tag; Google archived `gcr.io/kaniko-project/executor` in 2025.
+/// v1.28.5 is the newest release whose `-debug` image public sources pin by digest, and it carries
+/// the security fixes of v1.27.6 to v1.28.3. Check it with `crane digest`, copy it to a mirror with
+/// `crane copy` and point [`JobOptions::executor_image`] there, ideally by digest (README, "Default
+/// images and how they were checked"; [`crate::preflight`] checks it resolves).
+pub const DEFAULT_EXECUTOR_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.28.5-debug";
 /// crane, the CLI of go-containerregistry (the registry library kaniko itself uses), so the check
 /// resolves `DOCKER_CONFIG` credentials, insecure registries and mirrors as the executor will. The
-/// debug variant has busybox for the init script.
-pub const DEFAULT_INIT_IMAGE: &str = "gcr.io/go-containerregistry/crane/debug:v0.20.6";
+/// debug variant (ko-built on `gcr.io/distroless/base:debug`: `/ko-app/crane`, `/busybox/sh`, runs
+/// as root unless the Pod says otherwise) has busybox for the init script.
+/// Tagged crane images have been published unreliably (go-containerregistry issues #1877, #2036);
+/// v0.22.1 is the newest `crane/debug` tag public sources pin by digest. Check and mirror it like
+/// [`DEFAULT_EXECUTOR_IMAGE`], then point [`JobOptions::init_image`] at the mirror.
+pub const DEFAULT_INIT_IMAGE: &str = "gcr.io/go-containerregistry/crane/debug:v0.22.1";
 /// The Secret holding the docker `config.json`, the seed's name.
 pub const DEFAULT_SECRET_NAME: &str = "docker-config-secret";
 /// The seed's ConfigMap name, used in seed-compatible mode.
@@ -29,7 +37,9 @@ pub const ORCHESTRATOR_ROLE: &str = "kaniko-builder-orchestrator";
 pub const DEFAULT_ACTIVE_DEADLINE: Duration = Duration::from_secs(30 * 60);
 /// The default `ttlSecondsAfterFinished`: one hour.
 pub const DEFAULT_TTL_AFTER_FINISHED: Duration = Duration::from_secs(60 * 60);
-/// The uid the init container runs as (distroless' `nonroot`).
+/// The uid (and gid) the init container runs as: distroless' `nonroot`, 65532. The crane debug
+/// image itself runs as root by default (its base sets no user); the Pod spec sets `runAsUser`
+/// and `runAsGroup` 65532 and `runAsNonRoot`, since the init script needs no root.
 pub const INIT_UID: i64 = 65532;
 
 /// Who orchestrates builds in the namespace, and so receives the Role's permissions.
@@ -237,7 +247,8 @@ impl JobOptions {
         self
     }
 
-    /// The `kaniko-init` container's security context. Default: uid 65532, non-root, no privilege
+    /// The `kaniko-init` container's security context. Default: `runAsUser`/`runAsGroup` 65532
+    /// (the crane debug image would otherwise run as root), `runAsNonRoot`, no privilege
     /// escalation, read-only root filesystem, all capabilities dropped.
     pub fn init_security_context(mut self, context: SecurityContext) -> Self {
         self.init_security_context = context;

@@ -451,6 +451,7 @@ fn build_job(
         init_env.push(env("KB_INSECURE", "true"));
     }
     init_env.push(env("KB_CONTEXT_KIND", context.kind()));
+    init_env.push(env(super::ENV_CALLER_PROBE, ""));
     let mut init_mounts = vec![
         mount(VOLUME_DOCKER_CONFIG, DOCKER_CONFIG_DIR, true),
         mount(VOLUME_STATE, STATE_DIR, false),

@@ -3,9 +3,23 @@
 
 /// The `kaniko-init` script, run as `/busybox/sh -c INIT_SCRIPT`.
 ///
-/// Reads `KB_DESTINATION`, `FORCE_BUILD`, `KB_INSECURE`, `KB_CONTEXT_KIND`, `KB_CONTEXT_BLOB`
-/// (and `DOCKER_CONFIG` through crane). Writes the decision to `/kaniko/state/decision` and
-/// `/dev/termination-log`; exits 0 for `build` and `skip`, 1 when it cannot tell.
+/// Reads `KB_DESTINATION`, `FORCE_BUILD`, `KB_INSECURE`, `KB_CALLER_PROBE`, `KB_CONTEXT_KIND`,
+/// `KB_CONTEXT_BLOB` (and `DOCKER_CONFIG` through crane). Writes the decision to
+/// `/kaniko/state/decision` and `/dev/termination-log`; exits 0 for `build` and `skip`, 1 when it
+/// cannot tell.
+///
+/// Only crane's final error decides "absent". `crane digest` tries HEAD first and, when that
+/// fails, prints a warning with the HEAD's error (`HEAD request failed, falling back on GET: …
+/// 404 …`) before trying GET; only the GET's error, the last `Error: ` line, says what happened.
+/// Absent is exactly a 404: the error codes `MANIFEST_UNKNOWN` or `NAME_UNKNOWN`, or a bodiless
+/// `unexpected status code 404`. Anything else (401, 403, 429, 5xx, network, TLS) is an error,
+/// except an authentication failure the executor may not share (see [`INIT_SCRIPT`]'s
+/// `unverified`): crane sees only the Secret's `config.json`, while kaniko also has its bundled
+/// credential helpers and workload identity. When crane is refused (`UNAUTHORIZED`, `DENIED`,
+/// 401, 403, or a credential helper it does not have) and either the caller's probe already
+/// found the tag absent (`KB_CALLER_PROBE=absent`) or the Secret holds no entry for the
+/// destination registry, the decision is `build` with reason `unverified` and the executor's
+/// credentials decide; with an entry and no caller probe it is an error (wrong credentials).
 pub const INIT_SCRIPT: &str = r#"set -u
 PATH="$PATH:/ko-app:/busybox"
 state=/kaniko/state/decision
@@ -15,6 +29,14 @@ fail() {
   msg=$(printf '%s' "$1" | tr '\r\n\t' '   ' | sed 's/["\\]//g' | cut -c1-1024)
   printf '{"decision":"error","message":"%s"}' "$msg" > "$term"
   exit 1
+}
+# Whether the Secret's config.json names the destination registry (auths or credHelpers key).
+has_entry() {
+  cfg="${DOCKER_CONFIG:-/kaniko/.docker}/config.json"
+  [ -f "$cfg" ] || return 1
+  host=${KB_DESTINATION%%/*}
+  case "$host" in docker.io|index.docker.io|registry-1.docker.io) host=index.docker.io ;; esac
+  grep -qF -e "\"$host\"" -e "\"$host/" -e "//$host\"" -e "//$host/" "$cfg"
 }
 force=$(printf '%s' "${FORCE_BUILD:-}" | tr -d ' \t\r\n')
 case "$force" in
@@ -34,8 +56,18 @@ elif out=$(crane digest $insecure "$KB_DESTINATION" 2>/kaniko/state/crane.err); 
   fi
 else
   err=$(cat /kaniko/state/crane.err)
-  if printf '%s' "$err" | grep -Eq 'MANIFEST_UNKNOWN|NAME_UNKNOWN|(^|[^0-9])404([^0-9]|$)'; then
+  printf '%s\n' "$err" >&2
+  # The HEAD's warning comes first; the last "Error: " line is the GET's answer.
+  final=$(grep '^Error: ' /kaniko/state/crane.err | tail -n 1)
+  if printf '%s' "$final" | grep -Eq '^Error: GET [^ ]+: ((MANIFEST_UNKNOWN|NAME_UNKNOWN): |unexpected status code 404 Not Found)'; then
     decision='{"decision":"build","reason":"absent"}'
+  elif printf '%s' "$final" | grep -Eq ': (UNAUTHORIZED|DENIED): |unexpected status code 40[13] |error getting credentials'; then
+    if [ "${KB_CALLER_PROBE:-}" = absent ] || ! has_entry; then
+      echo "kaniko-init: crane was refused ($final); the caller's probe or the executor's own credentials decide: building" >&2
+      decision='{"decision":"build","reason":"unverified"}'
+    else
+      fail "cannot tell whether $KB_DESTINATION exists, not building: $err"
+    fi
   else
     fail "cannot tell whether $KB_DESTINATION exists, not building: $err"
   fi

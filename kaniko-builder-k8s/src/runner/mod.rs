@@ -396,6 +396,11 @@ impl KubeRunner {
             .with_source(e)
         };
         let mut manifests = self.render(config).map_err(invalid)?;
+        if plan.reason == PlanReason::Absent {
+            // The caller's probe found no image: a registry that refuses crane's credentials
+            // defers to the executor's rather than failing the build.
+            manifests = manifests.with_caller_probe_absent();
+        }
         let namespace = manifests.namespace_name().to_owned();
         let job_name = manifests.job_name().to_owned();
 

@@ -73,20 +73,24 @@ fn default_bin_dir(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> anyhow::
     if let Some(dir) = env("KB_K8S_BIN").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }
-    let cache = match env("KB_CACHE").filter(|d| !d.is_empty()) {
-        Some(cache) => PathBuf::from(cache),
-        None => {
-            let base = match env("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-                Some(xdg) => PathBuf::from(xdg),
-                None => match env("HOME").filter(|d| !d.is_empty()) {
-                    Some(home) => PathBuf::from(home).join(".cache"),
-                    None => bail!("neither KB_K8S_BIN, KB_CACHE, XDG_CACHE_HOME nor HOME is set"),
-                },
-            };
-            base.join("kaniko-builder")
-        }
-    };
+    let cache = cache_dir(env).map_err(|e| anyhow::anyhow!("neither KB_K8S_BIN, {e}"))?;
     Ok(cache.join(format!("k8s-{K8S_VERSION}")).join("bin"))
+}
+
+/// The project's cache of heavy one-time builds (the scripts' `$KB_CACHE`, else
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/kaniko-builder`).
+pub(crate) fn cache_dir(env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> anyhow::Result<PathBuf> {
+    if let Some(cache) = env("KB_CACHE").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(cache));
+    }
+    let base = match env("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        Some(xdg) => PathBuf::from(xdg),
+        None => match env("HOME").filter(|d| !d.is_empty()) {
+            Some(home) => PathBuf::from(home).join(".cache"),
+            None => bail!("KB_CACHE, XDG_CACHE_HOME nor HOME is set"),
+        },
+    };
+    Ok(base.join("kaniko-builder"))
 }
 
 fn is_executable(path: &Path) -> bool {

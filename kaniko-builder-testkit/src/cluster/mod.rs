@@ -17,7 +17,7 @@
 //! [`TestCluster::ca_pem`].
 
 mod accounts;
-mod bins;
+pub(crate) mod bins;
 mod builder;
 mod flags;
 mod kubeconfig;

@@ -1,10 +1,10 @@
-//! `image-builder`, run for real: the wrapper's decision check, then the kaniko executor's
-//! arguments translated into `buildah bud` + `buildah push`.
+//! The kaniko executor's stand-in: its arguments translated into `buildah bud` + `buildah push`
+//! (called by [`super::executor`] when the real `image-builder` wrapper runs `/kaniko/executor`).
 
 use std::path::{Path, PathBuf};
 
 use kaniko_builder_core::ImageRef;
-use kaniko_builder_k8s::manifest::{DECISION_FILE, DOCKER_CONFIG_DIR, scripts::BUILDER_ARGV0};
+use kaniko_builder_k8s::manifest::DOCKER_CONFIG_DIR;
 use tokio::process::Command;
 
 use super::container::Ctx;
@@ -73,49 +73,10 @@ pub(super) fn translate(args: &[String]) -> Result<KanikoPlan, String> {
     Ok(plan)
 }
 
-/// The kaniko arguments of the container's command line: after the wrapper's `$0` (`kaniko`)
-/// in `sh -c WRAPPER kaniko ARGS…`, or after `/kaniko/executor`.
-fn kaniko_args(ctx: &Ctx<'_>) -> Option<Vec<String>> {
-    let argv: Vec<String> = ctx
-        .container
-        .command
-        .iter()
-        .flatten()
-        .chain(ctx.container.args.iter().flatten())
-        .cloned()
-        .collect();
-    if argv.len() >= 4 && argv[0].ends_with("sh") && argv[1] == "-c" && argv[3] == BUILDER_ARGV0 {
-        Some(argv[4..].to_vec())
-    } else if argv.first().is_some_and(|a| a == "/kaniko/executor") {
-        Some(argv[1..].to_vec())
-    } else {
-        None
-    }
-}
-
-/// Runs `image-builder`; returns its exit code.
-pub(super) async fn run(ctx: &Ctx<'_>) -> i32 {
-    let decision = match ctx.resolve(DECISION_FILE) {
-        Some(path) => tokio::fs::read_to_string(path).await.unwrap_or_default(),
-        None => String::new(),
-    };
-    let decision = decision.trim_end_matches('\n');
-    if decision.contains(r#""decision":"skip""#) {
-        write_message(ctx, decision).await;
-        ctx.log
-            .line(&format!(
-                "image-builder: the image exists, not building: {decision}"
-            ))
-            .await;
-        return 0;
-    }
-    if !decision.contains(r#""decision":"build""#) {
-        ctx.log
-            .line("image-builder: no decision from kaniko-init in /kaniko/state/decision")
-            .await;
-        return 1;
-    }
-    match build(ctx).await {
+/// Runs the build the executor was asked for (`args`: its arguments); returns its exit code.
+/// A build the stand-in cannot translate fails with exit code 1 and a message saying why.
+pub(super) async fn run(ctx: &Ctx<'_>, args: &[String]) -> i32 {
+    match build(ctx, args).await {
         Ok(code) => code,
         Err(message) => {
             ctx.log.line(&message).await;
@@ -132,13 +93,8 @@ async fn write_message(ctx: &Ctx<'_>, message: &str) {
 }
 
 /// Translates and runs the build; `Err` is a message for a build the stand-in cannot run.
-async fn build(ctx: &Ctx<'_>) -> Result<i32, String> {
-    let args = kaniko_args(ctx).ok_or_else(|| {
-        "stand-in node cannot run this image-builder command: expected sh -c WRAPPER kaniko ARGS or \
-         /kaniko/executor ARGS"
-            .to_owned()
-    })?;
-    let plan = translate(&args).map_err(|flag| untranslatable(&flag))?;
+async fn build(ctx: &Ctx<'_>, args: &[String]) -> Result<i32, String> {
+    let plan = translate(args).map_err(|flag| untranslatable(&flag))?;
     if let Some(file) = &plan.digest_file
         && file != ctx.termination_message_path()
     {

@@ -1,4 +1,6 @@
-//! What runs in place of a container: `kaniko-init` and `image-builder` for real, nothing else.
+//! A container run as a runtime would: in its own root ([`super::rootfs`]) made from its image
+//! ([`super::image`]), with the Pod's volumes, env and security context, running the container's
+//! own `command`/`args`. The kaniko executor inside is the one stand-in ([`super::executor`]).
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +8,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use kaniko_builder_k8s::manifest::{BUILDER_CONTAINER, INIT_CONTAINER, TERMINATION_LOG};
 
 use super::Shared;
-use super::runtime::Log;
+use super::image::ImageKind;
+use super::rootfs::ContainerRoot;
+use super::runtime::{Log, run_logged};
 use super::status::Exit;
 use super::volumes::Volumes;
 
@@ -55,23 +59,45 @@ impl Ctx<'_> {
 /// Runs the container to its end and returns how it ended (the message is what it wrote to its
 /// termination message path).
 pub(super) async fn run(ctx: &Ctx<'_>) -> Exit {
-    let code = match ctx.container.name.as_str() {
-        INIT_CONTAINER => super::init::run(ctx).await,
-        BUILDER_CONTAINER => super::builder::run(ctx).await,
-        other => {
-            let message = format!(
-                "stand-in node runs only the {INIT_CONTAINER} and {BUILDER_CONTAINER} containers of a \
-                 kaniko build, not {other}"
-            );
-            ctx.log.line(&message).await;
-            return Exit {
-                code: 128,
-                reason: "ContainerCannotRun".to_owned(),
-                message: Some(message),
-            };
-        }
+    let Some(kind) = ImageKind::of(ctx.container) else {
+        return cannot_run(
+            ctx,
+            format!(
+                "stand-in node runs only crane's and kaniko's debug images (the {INIT_CONTAINER} and \
+                 {BUILDER_CONTAINER} containers of a kaniko build), not {}",
+                ctx.container.image.as_deref().unwrap_or_default()
+            ),
+        )
+        .await;
     };
-    Exit::code(code, read_message(ctx.termination_log).await)
+    if kind == ImageKind::KanikoDebug
+        && let Err(e) = super::executor::prepare(ctx.scratch).await
+    {
+        return cannot_run(ctx, format!("stand-in node cannot set up the executor: {e:#}")).await;
+    }
+    let root = match ContainerRoot::prepare(ctx, kind, &ctx.shared.images).await {
+        Ok(root) => root,
+        Err(message) => return cannot_run(ctx, message).await,
+    };
+    let command = root.command(ctx.container);
+    let code = match kind {
+        ImageKind::CraneDebug => run_logged(command, ctx.log, &ctx.shared.procs).await,
+        ImageKind::KanikoDebug => super::executor::run(ctx, command).await,
+    };
+    match code {
+        Ok(code) => Exit::code(code, read_message(ctx.termination_log).await),
+        Err(e) => cannot_run(ctx, format!("stand-in node cannot start the container: {e:#}")).await,
+    }
+}
+
+/// A container the runtime could not start: exit code 128, reason `ContainerCannotRun`.
+async fn cannot_run(ctx: &Ctx<'_>, message: String) -> Exit {
+    ctx.log.line(&message).await;
+    Exit {
+        code: 128,
+        reason: "ContainerCannotRun".to_owned(),
+        message: Some(message),
+    }
 }
 
 /// The termination message: at most 4096 bytes of the file, as the kubelet reads it.

@@ -45,32 +45,34 @@
 //!   garbage collection), its running containers are killed at once (SIGKILL to their process
 //!   groups; the grace period is not waited for), reported terminated with exit code 137, and
 //!   the deletion is confirmed with grace period 0, as the kubelet does.
-//! - **Runs the containers of a kaniko build for real**, recognised by their names and the
-//!   contract of [`kaniko_builder_k8s::manifest`]:
-//!   - `kaniko-init`: its env is resolved like a kubelet does (values, `configMapKeyRef` and
-//!     `secretKeyRef` read through the API honouring `optional`), the docker config Secret is
-//!     written where the volume mounts it; then what the init script does: `FORCE_BUILD`
-//!     truthy → build/forced; else the destination is probed with
-//!     [`RegistryClient`](kaniko_builder_registry::RegistryClient) (the node's CAs; plain HTTP
-//!     for the node's insecure registries; with `KB_INSECURE=true` HTTPS without verification,
-//!     then HTTP, as `crane --insecure` does): exists → skip with the digest, 404 →
-//!     build/absent, anything else → exit 1 with `{"decision":"error","message":…}`. Upload
-//!     contexts: `KB_CONTEXT_BLOB` is fetched from the destination repository and unpacked into
-//!     the workspace, or the container waits for `/workspace/.kb-upload-complete` and removes
-//!     it. The decision file and the termination message are written as the contract says.
-//!   - `image-builder`: a skip decision is copied to the termination message (exit 0); a build
-//!     decision runs the kaniko arguments translated to `buildah bud` (chroot isolation, vfs
-//!     storage under the node's directory, `--authfile` = the Secret's `config.json`,
-//!     `--cert-dir` with the node's CAs or `--tls-verify=false` for insecure registries) and
-//!     `buildah push --digestfile` to each destination; the termination message is the digest
-//!     really pushed; the exit code is buildah's. Translated: `--context=dir://…` (through the
-//!     container's mounts: the workspace `emptyDir`, or a `hostPath` mapped by
-//!     [`NodeOptions::host_path`]), `--dockerfile`, `--destination`, `--build-arg`, `--target`,
-//!     `--label`, `--digest-file=<termination message path>`, `--insecure-registry`,
+//! - **Runs each container as a runtime would** (`rootfs.rs`, `image.rs`): a private mount
+//!   namespace whose root is a per-container directory holding the image's files, the Pod's
+//!   volumes bind-mounted at their `mountPath`s (read-only where the mount says so), the
+//!   termination message file at its path, `/dev/null` and friends; `readOnlyRootFilesystem`,
+//!   `runAsUser`/`runAsGroup` and `workingDir` are honoured. The container's own
+//!   `command`/`args` run there with the image's `ENV` and the Pod's env (values,
+//!   `configMapKeyRef` and `secretKeyRef` read through the API honouring `optional`, a few
+//!   downward-API fields), as a kubelet would. Two images are known, by repository (else by
+//!   the build contract's container names):
+//!   - crane's debug image (`kaniko-init`): the **real `crane`** (built by
+//!     `scripts/build-crane.sh`, see [`NodeOptions::crane`]) at `/ko-app/crane`, busybox
+//!     (`busybox-static`) at `/busybox`, and a CA bundle of this machine's roots plus the
+//!     node's registry CAs. So the real `INIT_SCRIPT` runs under busybox with the real crane
+//!     against the real registry.
+//!   - kaniko's debug image (`image-builder`): busybox and `/kaniko/executor`, **the one
+//!     stand-in left** (`executor.rs`): a script that hands its arguments (read by the node from
+//!     `/proc/<pid>/cmdline`) to the node, which translates them into `buildah bud` (chroot
+//!     isolation, vfs storage under the node's directory, `--authfile` = the Secret's
+//!     `config.json`, `--cert-dir` with the node's CAs or `--tls-verify=false` for insecure
+//!     registries) and `buildah push --digestfile` to each destination; the termination message
+//!     is the digest really pushed; the exit code is buildah's. The real `BUILDER_WRAPPER`
+//!     decides whether to call it. Translated: `--context=dir://…` (through the container's
+//!     mounts), `--dockerfile`, `--destination`, `--build-arg`, `--target`, `--label`,
+//!     `--digest-file=<termination message path>`, `--insecure-registry`,
 //!     `--skip-tls-verify-registry`; accepted and ignored: `--cache*`, `--snapshot-mode`,
 //!     `--reproducible`, `--push-retry`, `--verbosity`. Any other argument fails the container
 //!     with exit code 1 and the message `stand-in node cannot translate kaniko flag <arg>`.
-//!   - Any other container terminates at once with exit code 128, reason `ContainerCannotRun`.
+//!   - Any other image terminates at once with exit code 128, reason `ContainerCannotRun`.
 //! - **Faults on demand**: [`StandInNode::inject`] with a [`Fault`] and a [`Target`].
 //!
 //! # On disk
@@ -81,18 +83,23 @@
 //! # Limits
 //! Only `emptyDir`, `hostPath`, `secret` and `configMap` volumes (others leave the Pod in
 //! `ContainerCreating`); no probes, resource enforcement, restarts, `envFrom` or `$(VAR)`
-//! expansion; git, URL and PVC build contexts are not translated.
+//! expansion; no PID or network namespace (containers share the host's, like `hostNetwork`);
+//! no supplementary groups or `fsGroup`; git, URL and PVC build contexts are not translated.
+//! `pods/exec` ([`KubeletApi`]) runs its `tar`/`touch` natively against the Pod's workspace
+//! directory, not inside the container's root. Needs root (mount namespaces).
 
 mod builder;
 mod busybox;
 mod container;
 mod env;
+mod executor;
 mod fault;
-mod init;
+mod image;
 pub(crate) mod layout;
 mod options;
 mod pod;
 mod register;
+mod rootfs;
 mod runtime;
 mod status;
 mod volumes;
@@ -114,6 +121,7 @@ use self::builder::Buildah;
 pub use self::busybox::push_busybox_base;
 use self::fault::FaultBook;
 pub use self::fault::{Fault, Target};
+use self::image::Images;
 pub use self::options::{DEFAULT_NODE_NAME, NodeOptions};
 use self::pod::PodHandle;
 use self::runtime::ProcTable;
@@ -125,6 +133,7 @@ pub(crate) struct Shared {
     dir: PathBuf,
     options: NodeOptions,
     buildah: Buildah,
+    images: Images,
     faults: Mutex<FaultBook>,
     procs: ProcTable,
     reporting: AtomicBool,
@@ -182,6 +191,7 @@ impl StandInNode {
             .context("create node temp dir")?;
         std::fs::create_dir_all(dir.path().join("pods")).context("create pods dir")?;
         let buildah = Buildah::prepare(dir.path(), options.buildah_root.as_deref(), &options.registry_cas)?;
+        let images = Images::prepare(dir.path(), &options.crane_path(), &options.registry_cas)?;
         let (cert, key) = cluster.ca().issue_server_cert();
         let kubelet = KubeletApi::start_with_client_ca(dir.path(), &cert, &key, &cluster.ca_pem())
             .await
@@ -204,6 +214,7 @@ impl StandInNode {
             dir: dir.path().to_owned(),
             options,
             buildah,
+            images,
             faults: Mutex::new(book),
             procs: ProcTable::default(),
             reporting: AtomicBool::new(true),

@@ -6,6 +6,9 @@ use std::time::Duration;
 use super::fault::{Fault, Target};
 use crate::TestRegistry;
 
+/// Where `scripts/build-crane.sh` caches crane, under the project's cache directory.
+const CRANE_CACHE_PATH: &str = "crane-v0.20.1/crane";
+
 /// The default node name.
 pub const DEFAULT_NODE_NAME: &str = "kb-node-1";
 
@@ -19,6 +22,7 @@ pub struct NodeOptions {
     pub(super) insecure_registries: Vec<String>,
     pub(super) host_paths: Vec<(PathBuf, PathBuf)>,
     pub(super) buildah_root: Option<PathBuf>,
+    pub(super) crane: Option<PathBuf>,
     pub(super) heartbeat: Duration,
     pub(super) pull_time: Duration,
     pub(super) faults: Vec<(Fault, Target)>,
@@ -35,6 +39,7 @@ impl Default for NodeOptions {
             insecure_registries: Vec::new(),
             host_paths: Vec::new(),
             buildah_root: None,
+            crane: None,
             heartbeat: Duration::from_secs(2),
             pull_time: Duration::from_millis(50),
             faults: Vec::new(),
@@ -90,6 +95,13 @@ impl NodeOptions {
         self
     }
 
+    /// The `crane` binary the init image runs (at `/ko-app/crane`). Default: `$KB_CRANE`, else
+    /// what `scripts/build-crane.sh` caches (`<cache>/crane-v0.20.1/crane`).
+    pub fn crane(mut self, path: impl Into<PathBuf>) -> Self {
+        self.crane = Some(path.into());
+        self
+    }
+
     /// How often the node posts its status and renews its Lease. Default: 2 s.
     pub fn heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat = interval;
@@ -121,6 +133,19 @@ impl NodeOptions {
         self.memory = memory.into();
         self.pods = pods.into();
         self
+    }
+
+    /// The crane binary to use (see [`Self::crane`]).
+    pub(super) fn crane_path(&self) -> PathBuf {
+        if let Some(path) = &self.crane {
+            return path.clone();
+        }
+        if let Some(path) = std::env::var_os("KB_CRANE").filter(|p| !p.is_empty()) {
+            return PathBuf::from(path);
+        }
+        crate::cluster::bins::cache_dir(&|name| std::env::var_os(name))
+            .map(|cache| cache.join(CRANE_CACHE_PATH))
+            .unwrap_or_else(|_| PathBuf::from("crane"))
     }
 
     /// The local directory a Pod's `hostPath` refers to (see [`Self::host_path`]).

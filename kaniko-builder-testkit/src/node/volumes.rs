@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret};
+use std::os::unix::fs::PermissionsExt as _;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, KeyToPath, Pod, Secret, VolumeMount};
 use kube::Api;
 
 use super::options::NodeOptions;
@@ -52,6 +54,10 @@ impl Volumes {
                     own_dir
                 };
                 create_dir(&dir).await?;
+                // The kubelet makes emptyDirs world-writable: containers run as any uid.
+                tokio::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .await
+                    .map_err(|e| MountError(format!("chmod {}: {e}", dir.display())))?;
                 dir
             } else if let Some(host) = &volume.host_path {
                 let dir = options.map_host_path(Path::new(&host.path));
@@ -139,15 +145,27 @@ impl Volumes {
                     .map(|rest| (m, rest.to_owned()))
             })
             .max_by_key(|(m, _)| Path::new(&m.mount_path).components().count())?;
-        let mut local = self.dirs.get(&mount.name)?.clone();
-        if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            local.push(sub);
-        }
+        let mut local = self.source(mount)?;
         if rest.components().any(|c| matches!(c, Component::ParentDir)) {
             return None;
         }
         if !rest.as_os_str().is_empty() {
             local.push(rest);
+        }
+        Some(local)
+    }
+
+    /// The local path a volume mount shows: its volume's directory, plus the `subPath`.
+    pub(super) fn source(&self, mount: &VolumeMount) -> Option<PathBuf> {
+        let mut local = self.dirs.get(&mount.name)?.clone();
+        if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if Path::new(sub)
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)))
+            {
+                return None;
+            }
+            local.push(sub);
         }
         Some(local)
     }
@@ -193,7 +211,6 @@ async fn write_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::VolumeMount;
 
     #[test]
     fn paths_resolve_through_the_longest_mount() {
