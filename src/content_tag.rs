@@ -9,7 +9,7 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use crate::Result;
-use crate::k8s::context::{PackOptions, pack};
+use kaniko_builder_context::{PackOptions, pack};
 
 /// The prefix of every content tag.
 pub const CONTENT_TAG_PREFIX: &str = "kb-";
@@ -17,7 +17,7 @@ pub const CONTENT_TAG_PREFIX: &str = "kb-";
 /// The content tag of a build from the directory `dir`. It hashes, with sha256:
 /// - a version prefix (`kaniko-builder content tag v1`);
 /// - the build context as it would be sent: the same reproducible archive the runner uploads
-///   ([`k8s::context::pack`](crate::k8s::context::pack)), uncompressed — so `.dockerignore` is
+///   ([`context::pack`](crate::context::pack)), uncompressed — so `.dockerignore` is
 ///   honoured with Docker's semantics, paths are relative and `/`-separated in byte order, modes
 ///   are normalised to 0644/0755, and mtimes, owners and the absolute location of the directory
 ///   play no part;
@@ -60,7 +60,7 @@ pub fn content_tag(
     let mut tar = Vec::with_capacity(packed.uncompressed as usize);
     flate2::read::GzDecoder::new(&packed.data[..])
         .read_to_end(&mut tar)
-        .map_err(|source| crate::k8s::context::ContextError::Io {
+        .map_err(|source| kaniko_builder_context::ContextError::Io {
             path: dir.to_owned(),
             source,
         })?;

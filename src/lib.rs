@@ -57,6 +57,7 @@ pub use kaniko_builder_k8s::{BuildManifests, CleanupPolicy, JobOptions, UploadMe
 #[doc(inline)]
 pub use kaniko_builder_registry::{DockerConfig, RegistryClient};
 
+pub use kaniko_builder_context as context;
 pub use kaniko_builder_core as core;
 pub use kaniko_builder_k8s as k8s;
 pub use kaniko_builder_registry as registry;

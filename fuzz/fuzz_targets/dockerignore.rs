@@ -4,12 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-// The module exactly as kaniko-builder-k8s compiles it (`kaniko_builder_k8s::context::DockerIgnore`).
-#[allow(dead_code)]
-#[path = "../../kaniko-builder-k8s/src/context/dockerignore.rs"]
-mod dockerignore;
-
-use dockerignore::DockerIgnore;
+use kaniko_builder_context::DockerIgnore;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {

@@ -6,7 +6,8 @@
 
 pub mod apply;
 pub mod client;
-pub mod context;
+/// Build-context packing (the `kaniko-builder-context` crate), re-exported where the runner uses it.
+pub use kaniko_builder_context as context;
 pub mod error;
 pub mod manifest;
 pub mod preflight;

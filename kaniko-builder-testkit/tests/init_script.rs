@@ -294,7 +294,7 @@ fn assert_decision(end: &InitEnd, what: &str, want: &str) {
 
 #[tokio::test]
 async fn the_real_init_script_builds_only_on_a_404_from_cranes_final_answer() -> anyhow::Result<()> {
-    let bed = Bed::start().await?;
+    let bed = Box::pin(Bed::start()).await?;
     let (basic, token, stub) = (bed.basic.host(), bed.token.host(), bed.stub.host());
     let pushed = bed.basic.push_image("team/app", "v1", b"exists").await?;
     bed.basic.push_image("team/other", "v1", b"repo exists").await?;
@@ -448,7 +448,7 @@ async fn the_real_init_script_builds_only_on_a_404_from_cranes_final_answer() ->
 
 #[tokio::test]
 async fn every_force_build_spelling_is_understood_by_the_real_script() -> anyhow::Result<()> {
-    let bed = Bed::start().await?;
+    let bed = Box::pin(Bed::start()).await?;
     let basic = bed.basic.host();
     let pushed = bed.basic.push_image("team/app", "v1", b"exists").await?;
     let creds = bed.basic.docker_config_json();

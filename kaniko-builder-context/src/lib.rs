@@ -11,17 +11,16 @@
 //!   Sockets, FIFOs and devices are refused (unless ignored). Hard links are stored as files.
 //!
 //! ```no_run
-//! use kaniko_builder_k8s::context::{PackOptions, pack};
+//! use kaniko_builder_context::{PackOptions, pack};
 //! let packed = pack("./app".as_ref(), "Dockerfile", &PackOptions::default())?;
 //! println!("{} entries, {} bytes, {}", packed.entries, packed.data.len(), packed.digest);
-//! # Ok::<(), kaniko_builder_k8s::context::ContextError>(())
+//! # Ok::<(), kaniko_builder_context::ContextError>(())
 //! ```
 
 mod dockerignore;
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -308,15 +307,28 @@ fn walk(
             out.push((
                 path,
                 Kind::File {
-                    executable: meta.permissions().mode() & 0o111 != 0,
+                    executable: is_executable(&meta),
                 },
             ));
-        } else if ft.is_socket() || ft.is_fifo() || ft.is_block_device() || ft.is_char_device() {
+        } else {
+            // Not a directory, link or regular file: a socket, FIFO or device.
             return Err(ContextError::SpecialFile { path: full });
         }
     }
     Ok(())
 }
 
-#[cfg(test)]
+/// Whether any execute bit is set; without Unix modes a file is never executable.
+#[cfg(unix)]
+fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(all(test, unix))]
 mod tests;

@@ -1,11 +1,12 @@
 //! Hostile build contexts: whatever the directory holds, the packer reads nothing outside it,
 //! writes only relative entry names without `..`, refuses special files and refuses a huge file
 //! without loading it into memory.
+#![cfg(unix)]
 
 use std::io::Read as _;
 use std::path::Path;
 
-use kaniko_builder_k8s::context::{ContextError, PackOptions, PackedContext, pack};
+use kaniko_builder_context::{ContextError, PackOptions, PackedContext, pack};
 
 const OUTSIDE_SECRET: &str = "outside-secret-8c1f2";
 
@@ -147,7 +148,7 @@ fn a_huge_file_is_refused_without_being_read() {
     let started = std::time::Instant::now();
     match pack(root, "Dockerfile", &PackOptions::default()) {
         Err(e @ ContextError::TooLarge { max }) => {
-            assert_eq!(max, kaniko_builder_k8s::context::DEFAULT_MAX_BYTES);
+            assert_eq!(max, kaniko_builder_context::DEFAULT_MAX_BYTES);
             assert!(e.to_string().contains(".dockerignore"), "{e}");
         }
         other => panic!("expected TooLarge, got {other:?}"),
