@@ -8,7 +8,9 @@
 //!
 //! Flags fall back to the original tool's configmap keys: `DOCKER_FILENAME`, `DOCKER_IMAGENAME`,
 //! `DOCKER_IMAGETAG`, `FORCE_BUILD` (`Y` forces). With a reachable cluster it runs the build with
-//! its progress and log on stderr; without one (or with `--dry-run`) it probes the registry and
+//! its progress and log on stderr. With none configured, the bundled example runs on a local
+//! sandbox (`basic/sandbox.rs`; `--keep`, `--stop`). Without a cluster (or with `--dry-run`,
+//! `--no-sandbox`) it probes the registry and
 //! prints the decision and the objects it would apply. When the registry cannot say whether the
 //! tag exists (credentials rejected or missing, an untrusted certificate, no connection...) the
 //! decision is `unknown`, with the failure's `kind`: never `build`. Exit status: 0 built, skipped
@@ -27,6 +29,9 @@ use kaniko_builder::{
 };
 use serde_json::{Value, json};
 
+#[path = "basic/sandbox.rs"]
+mod sandbox;
+
 /// The bundled example's directory.
 const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
 
@@ -35,8 +40,11 @@ const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed");
     about = "Build an image on Kubernetes with kaniko, unless its tag already exists",
     after_help = "With no arguments: builds the bundled example (examples/seed/) as example:v1.0.0 \
                   (Docker Hub) in namespace kaniko. The cluster is found through $KUBECONFIG, \
-                  ~/.kube/config or the in-cluster service account; without one, the decision and \
-                  the manifests are printed instead.\n\n\
+                  ~/.kube/config or the in-cluster service account; when none is configured, the \
+                  bundled example is built on a local sandbox (a real API server, scheduler and \
+                  controllers, a stand-in kubelet with buildah in place of the kaniko executor, a \
+                  registry; Linux and root; --keep leaves it running, --stop removes it), else the \
+                  decision and the manifests are printed.\n\n\
                   The decision is skip (the tag exists), build (it does not, or --force) or \
                   unknown (the registry could not tell: the JSON `kind` says why, e.g. \
                   unauthorized, tls, unreachable). Unknown is never taken as absent.\n\n\
@@ -82,6 +90,26 @@ struct Args {
     /// Give up on the build after this many seconds (the Job is deleted).
     #[arg(long, value_parser = |s: &str| s.parse::<u64>().map(Duration::from_secs))]
     timeout: Option<Duration>,
+    /// Build on the local sandbox (a real API server, scheduler and controllers, a stand-in
+    /// kubelet with buildah in place of the kaniko executor, a registry; Linux, root), also when a
+    /// cluster is configured. It is the default for the bundled example when none is.
+    #[arg(long, conflicts_with_all = ["no_sandbox", "dry_run"])]
+    sandbox: bool,
+    /// Never start the local sandbox: without a cluster, print the plan.
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Leave the sandbox running afterwards (prints `export KUBECONFIG=…`); `--stop` removes it.
+    #[arg(long)]
+    keep: bool,
+    /// Stop the sandbox left running by `--keep`, and exit.
+    #[arg(long, exclusive = true)]
+    stop: bool,
+    /// Internal: hold a sandbox in this directory (the daemon `--keep` leaves running).
+    #[arg(long, hide = true)]
+    sandbox_serve: Option<PathBuf>,
+    /// Internal: the process the daemon stops with.
+    #[arg(long, hide = true)]
+    sandbox_owner: Option<u32>,
 }
 
 fn parse_force(v: &str) -> Result<bool, String> {
@@ -123,6 +151,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(dir) = &args.sandbox_serve {
+        return Box::pin(sandbox::serve_main(dir, args.sandbox_owner)).await;
+    }
+    if args.stop {
+        return sandbox::stop_main().await;
+    }
     let json = args.output == "json";
     let started = Instant::now();
     let mut report = Box::pin(run(&args)).await.unwrap_or_else(|e| Report {
@@ -179,14 +213,17 @@ fn chain(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
-fn config(args: &Args) -> anyhow::Result<BuildConfig> {
+fn config(args: &Args, sandbox: Option<&sandbox::Session>) -> anyhow::Result<BuildConfig> {
     let image: ImageRef = match &args.image {
         Some(i) => i.parse()?,
         None if std::env::var_os("DOCKER_IMAGENAME").is_some() => {
             let seed = kaniko_builder::k8s::seed::from_env(None)?;
             seed.into_builder().build()?.image().clone()
         }
-        None => "example:v1.0.0".parse()?,
+        None => match sandbox {
+            Some(s) => s.default_image().parse()?,
+            None => "example:v1.0.0".parse()?,
+        },
     };
     let (context, default_file) = match &args.context {
         Some(dir) => (dir.clone(), "Dockerfile"),
@@ -200,16 +237,31 @@ fn config(args: &Args) -> anyhow::Result<BuildConfig> {
     for host in &args.insecure_registry {
         b = b.insecure_registry(host.clone());
     }
+    if let Some(s) = sandbox {
+        b = b.insecure_registry(s.state.registry.clone());
+    }
     Ok(b.build()?)
 }
 
+/// The run, on the local sandbox when there is no cluster (see `basic/sandbox.rs`), which is
+/// stopped afterwards (unless kept), whatever the outcome.
 async fn run(args: &Args) -> anyhow::Result<Report> {
-    let config = config(args)?;
+    let Some(session) = sandbox::open(args).await? else {
+        return Box::pin(run_on(args, None)).await;
+    };
+    let report = Box::pin(run_on(args, Some(&session))).await;
+    session.close(&args.namespace).await;
+    report
+}
+
+async fn run_on(args: &Args, sandbox: Option<&sandbox::Session>) -> anyhow::Result<Report> {
+    let config = config(args, sandbox)?;
     let image = config.image().to_string();
     let namespace = config.namespace().to_owned();
-    let docker = match &args.docker_config {
-        Some(path) => DockerConfig::from_path(path)?,
-        None => DockerConfig::load_default()?,
+    let docker = match (&args.docker_config, sandbox) {
+        (Some(path), _) => DockerConfig::from_path(path)?,
+        (None, Some(s)) => DockerConfig::from_path(&s.state.docker_config)?,
+        (None, None) => DockerConfig::load_default()?,
     };
     let mut build = Build::new(config);
     if let Some(ca) = &args.ca_cert {
@@ -226,6 +278,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     }
     if let Some(t) = args.timeout {
         build = build.timeout(t);
+    }
+    if let Some(s) = sandbox {
+        build = build.cancellation(s.cancel.clone());
     }
     let base = Report {
         image: Some(image),
@@ -249,6 +304,8 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     }
     let cluster = if args.dry_run {
         Err("--dry-run".to_owned())
+    } else if let Some(s) = sandbox {
+        s.client().await.map_err(|e| format!("the sandbox: {e:#}"))
     } else {
         find_cluster().await
     };
@@ -345,14 +402,12 @@ fn plan(
     }
     let (decision, digest, kind, reason, yaml, hint) = match planned {
         Ok(plan) => {
-            let (digest, reason) = match &plan.decision {
-                Decision::Skip { digest } => (
+            let (digest, reason) = match (&plan.decision, &plan.existing) {
+                (Decision::Skip { digest }, _) => (
                     Some(digest.to_string()),
                     "the tag exists in the registry".to_owned(),
                 ),
-                Decision::Build {
-                    existing: Some(d), ..
-                } => (
+                (_, Some(d)) => (
                     Some(d.to_string()),
                     "the tag exists, but the build is forced".to_owned(),
                 ),

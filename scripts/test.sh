@@ -14,8 +14,8 @@ avail_mb=$(df -Pm . | awk 'NR==2 {print $4}')
 log "disk: ${avail_mb} MB free here (a cold run needs about 4 GB, plus about 3 GB while the Kubernetes binaries are built once)"
 
 # Debian packages the tests run: the CNCF registry, htpasswd, skopeo/buildah/umoci for images,
-# busybox for RUN steps, etcd for the control plane.
-PKGS=(docker-registry apache2-utils skopeo buildah umoci busybox-static etcd-server openssl)
+# busybox for RUN steps, etcd for the control plane, tinyproxy as a forward proxy.
+PKGS=(docker-registry apache2-utils skopeo buildah umoci busybox-static etcd-server openssl tinyproxy)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -46,6 +46,8 @@ log "cargo test"
 # tests/basic_example.rs runs the compiled example as a process; `cargo test` alone does not
 # build the plain example binaries, and a stale one would be tested.
 cargo build --workspace --examples --locked
+# The host program on rustls' defaults + the aws-lc-rs feature (its own workspace; tests/host_aws_lc.rs runs it).
+cargo build --locked --manifest-path tests/host-aws-lc/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}"
 # Benchmarks are not tests: they run with `cargo bench`.
 # The tests run at RUST_LOG=trace with every test binary's whole trace in its own file under
 # KB_TRACE_DIR (the console keeps only errors), then kb-trace-scan looks in those files for every

@@ -1,22 +1,19 @@
 //! [`Build`]: one image, from a [`BuildConfig`] to a [`BuildOutcome`].
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use k8s_openapi::ByteString;
 
 use crate::Result;
 use crate::core::flow::{
-    BuildOutcome, CancellationToken, EventSink, EventStream, FlowOptions, PlanReason, run_build,
+    BuildOutcome, CancellationToken, Decision, EventSink, EventStream, FlowOptions, run_build,
 };
-use crate::core::image_ref::DOCKER_HUB_CONFIG_KEY;
-use crate::core::{BuildConfig, Digest, ImageRef, Probe};
+use crate::core::{BuildConfig, Digest, ImageRef};
 use crate::k8s::runner::{CleanupPolicy, UploadMethod};
 use crate::k8s::{BuildManifests, JobOptions, KubeRunner};
-use crate::registry::{Credentials, DockerConfig, RegistryClient};
+use crate::registry::{DockerConfig, RegistryClient};
 
 /// Log lines an [`EventStream`] from [`Build::events`] buffers before it drops (and counts) them.
 pub const EVENT_LOG_CAPACITY: usize = 1024;
@@ -81,39 +78,6 @@ impl fmt::Debug for Options {
     }
 }
 
-/// What [`Build::plan`] decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Decision {
-    /// The tag exists with this digest and the build is not forced: nothing would run.
-    Skip {
-        /// The existing image's digest.
-        digest: Digest,
-    },
-    /// A Job would run.
-    Build {
-        /// Why: the tag is absent, or the build is forced.
-        reason: PlanReason,
-        /// The digest the tag resolves to now, when forced over an existing image.
-        existing: Option<Digest>,
-    },
-}
-
-impl Decision {
-    /// `skip` or `build`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Skip { .. } => "skip",
-            Self::Build { .. } => "build",
-        }
-    }
-
-    /// Whether a Job would run.
-    pub fn is_build(&self) -> bool {
-        matches!(self, Self::Build { .. })
-    }
-}
-
 /// The result of [`Build::plan`]: the decision, and the exact objects a run would apply (the
 /// Secret included; print [`to_yaml_redacted`](Self::to_yaml_redacted) rather than
 /// [`to_yaml`](Self::to_yaml) where people or logs can see it).
@@ -122,8 +86,11 @@ impl Decision {
 pub struct Plan {
     /// The image.
     pub image: ImageRef,
-    /// Skip or build, and why.
+    /// Skip or build, and why: the rule [`run`](Build::run) applies to the same probe.
     pub decision: Decision,
+    /// The digest the tag resolves to now, if it exists (also when a forced build would replace
+    /// it).
+    pub existing: Option<Digest>,
     /// The objects, in apply order. For a local directory context a run also sets the context
     /// blob's digest on the init container once it has pushed the packed directory.
     pub manifests: BuildManifests,
@@ -167,7 +134,10 @@ macro_rules! option_setters {
         }
 
         /// The Kubernetes client. Default: [`k8s::client::infer`](crate::k8s::client::infer)
-        /// (`$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account).
+        /// (`$KUBECONFIG`, `~/.kube/config`, then the in-cluster service account), which
+        /// honours the proxy settings and `insecure-skip-tls-verify` (see that module); with the
+        /// latter, [`Build::run`]($crate::Build::run)'s events start with
+        /// [`BuildEvent::TlsNotVerified`]($crate::BuildEvent::TlsNotVerified).
         pub fn kube_client(mut self, client: kube::Client) -> Self {
             self.opts.kube_client = Some(client);
             self
@@ -306,11 +276,11 @@ impl Build {
     /// be resolved; [`Error::Kube`](crate::Error::Kube) when no Kubernetes configuration is found;
     /// [`Error::Manifest`](crate::Error::Manifest) for invalid options.
     pub async fn run(self) -> Result<BuildOutcome> {
-        let registry = self.opts.registry([&self.config])?;
-        let client = self.opts.kube().await?;
-        let json = secret_docker_config(&registry, [&self.config]).await?;
-        let runner = self.opts.runner(client, &registry, json);
+        let registry = self.opts.registry([&self.config]).await?;
         let sink = self.sink.clone().unwrap_or_else(EventSink::discard);
+        let client = self.opts.kube_noting(&sink).await?;
+        let json = registry.secret_docker_config(self.config.destinations()).await?;
+        let runner = self.opts.runner(client, &registry, json);
         let out = run_build(
             &self.config,
             &registry,
@@ -333,7 +303,9 @@ impl Build {
     /// lacks the Dockerfile.
     pub async fn plan(&self) -> Result<Plan> {
         if let crate::ContextSource::LocalDir(root) = self.config.context()
-            && !root.join(self.config.dockerfile()).is_file()
+            && !tokio::fs::metadata(root.join(self.config.dockerfile()))
+                .await
+                .is_ok_and(|m| m.is_file())
         {
             return Err(crate::k8s::context::ContextError::MissingDockerfile {
                 root: root.clone(),
@@ -341,20 +313,21 @@ impl Build {
             }
             .into());
         }
-        let registry = self.opts.registry([&self.config])?;
+        let registry = self.opts.registry([&self.config]).await?;
         let probe = registry.probe(self.config.image()).await?;
-        let json = secret_docker_config(&registry, [&self.config]).await?;
+        let json = registry.secret_docker_config(self.config.destinations()).await?;
         let manifests = crate::k8s::render(&self.config, &self.opts.job_options, json.as_deref())?;
         Ok(Plan {
             image: self.config.image().clone(),
-            decision: decide(&self.config, &probe),
+            decision: Decision::from_probe(&probe, self.config.force()),
+            existing: probe.manifest().map(|m| m.digest.clone()),
             manifests,
         })
     }
 }
 
 impl Options {
-    pub(crate) fn registry<'a>(
+    pub(crate) async fn registry<'a>(
         &self,
         configs: impl IntoIterator<Item = &'a BuildConfig>,
     ) -> Result<RegistryClient> {
@@ -363,7 +336,12 @@ impl Options {
         }
         let docker = match &self.docker_config {
             Some(d) => d.clone(),
-            None => DockerConfig::load_default()?,
+            // It reads files: on the blocking pool, not on the async runtime.
+            None => match tokio::task::spawn_blocking(DockerConfig::load_default).await {
+                Ok(loaded) => loaded?,
+                // Its panic is ours, as if it had run here (cancelled only at runtime shutdown).
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            },
         };
         let mut b = RegistryClient::builder().docker_config(docker);
         let mut hosts: Vec<&String> = self.insecure.iter().collect();
@@ -379,10 +357,22 @@ impl Options {
     }
 
     pub(crate) async fn kube(&self) -> Result<kube::Client> {
-        match &self.kube_client {
-            Some(c) => Ok(c.clone()),
-            None => Ok(crate::k8s::client::infer().await?),
+        self.kube_noting(&EventSink::discard()).await
+    }
+
+    /// [`Self::kube`], telling `sink` when the inferred configuration turns certificate
+    /// verification off (kubeconfig `insecure-skip-tls-verify`).
+    pub(crate) async fn kube_noting(&self, sink: &EventSink) -> Result<kube::Client> {
+        if let Some(c) = &self.kube_client {
+            return Ok(c.clone());
         }
+        let config = crate::k8s::client::infer_config().await?;
+        if config.accept_invalid_certs {
+            sink.send(crate::BuildEvent::TlsNotVerified {
+                server: config.cluster_url.to_string(),
+            });
+        }
+        Ok(crate::k8s::client::from_config(config).await?)
     }
 
     pub(crate) fn runner(
@@ -414,58 +404,4 @@ impl Options {
         }
         b.build()
     }
-}
-
-pub(crate) fn decide(config: &BuildConfig, probe: &Probe) -> Decision {
-    match (probe.manifest(), config.force()) {
-        (Some(m), false) => Decision::Skip {
-            digest: m.digest.clone(),
-        },
-        (existing, true) => Decision::Build {
-            reason: PlanReason::Forced,
-            existing: existing.map(|m| m.digest.clone()),
-        },
-        (None, false) => Decision::Build {
-            reason: PlanReason::Absent,
-            existing: None,
-        },
-    }
-}
-
-/// The docker `config.json` for the builds' Secret: only the destination registries' entries,
-/// with credential helpers resolved, so no other registry's secret leaves this machine. `None`
-/// when every destination is anonymous.
-///
-/// # Errors
-/// [`Error::Registry`](crate::Error::Registry) when a credential helper fails.
-pub async fn secret_docker_config<'a>(
-    registry: &RegistryClient,
-    configs: impl IntoIterator<Item = &'a BuildConfig>,
-) -> Result<Option<Vec<u8>>> {
-    let mut auths = BTreeMap::new();
-    for dest in configs.into_iter().flat_map(BuildConfig::destinations) {
-        let key = if dest.registry() == crate::core::image_ref::DOCKER_HUB {
-            DOCKER_HUB_CONFIG_KEY.to_owned()
-        } else {
-            dest.registry().to_owned()
-        };
-        if auths.contains_key(&key) {
-            continue;
-        }
-        let entry = match registry.credentials_for(dest).await? {
-            Credentials::Basic { username, password } => serde_json::json!({
-                "auth": base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")),
-            }),
-            Credentials::IdentityToken { token } => serde_json::json!({ "identitytoken": token }),
-            Credentials::RegistryToken { token } => serde_json::json!({ "registrytoken": token }),
-            _ => continue,
-        };
-        auths.insert(key, entry);
-    }
-    if auths.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(
-        serde_json::json!({ "auths": auths }).to_string().into_bytes(),
-    ))
 }

@@ -38,15 +38,15 @@ mod error;
 mod preflight;
 mod set;
 
-pub use build::{Build, Decision, EVENT_LOG_CAPACITY, Plan, secret_docker_config};
+pub use build::{Build, EVENT_LOG_CAPACITY, Plan};
 pub use content_tag::{CONTENT_TAG_PREFIX, content_tag};
 pub use error::{Error, Result};
-pub use set::{BuildSet, DEFAULT_CONCURRENCY, SetResult};
+pub use set::{BuildSet, DEFAULT_CONCURRENCY, SetEvent, SetEventStream, SetResult};
 
 #[doc(inline)]
 pub use kaniko_builder_core::flow::{
-    BuildEvent, BuildFailure, BuildOutcome, CancellationToken, EventSink, EventStream, FailureReason,
-    PlanReason, SkippedBy,
+    BuildEvent, BuildFailure, BuildOutcome, BuildReason, CancellationToken, Decision, EventSink, EventStream,
+    FailureReason, SkippedBy,
 };
 #[doc(inline)]
 pub use kaniko_builder_core::{
@@ -75,6 +75,8 @@ mod tests {
         send_sync::<crate::BuildOutcome>();
         send_sync::<crate::BuildEvent>();
         send_sync::<crate::EventStream>();
+        send_sync::<crate::SetEvent>();
+        send_sync::<crate::SetEventStream>();
         send_sync::<crate::registry::RegistryClient>();
         send_sync::<crate::registry::Error>();
         send_sync::<crate::core::Error>();
@@ -100,7 +102,8 @@ mod tests {
         let config = crate::BuildConfig::builder("registry.local:5000/team/app:v1".parse().expect("image"))
             .build()
             .expect("config");
-        let secret = crate::secret_docker_config(&registry, [&config])
+        let secret = registry
+            .secret_docker_config(config.destinations())
             .await
             .expect("resolved")
             .expect("an entry");
@@ -123,20 +126,27 @@ mod tests {
         let anonymous = crate::BuildConfig::builder("elsewhere.example/app:v1".parse().expect("image"))
             .build()
             .expect("config");
-        let none = crate::secret_docker_config(
-            &crate::RegistryClient::builder().build().expect("client"),
-            [&anonymous],
-        )
-        .await
-        .expect("resolved");
+        let none = crate::RegistryClient::builder()
+            .build()
+            .expect("client")
+            .secret_docker_config(anonymous.destinations())
+            .await
+            .expect("resolved");
         assert!(none.is_none());
     }
 
-    /// Futures of `run` are `Send`, so they can be spawned.
+    /// Futures of `run` (and of `probe_many`, which `BuildSet::run` awaits) are `Send`, so they
+    /// can be spawned.
     #[allow(dead_code)]
-    fn futures_are_send(b: crate::Build, s: crate::BuildSet) {
+    fn futures_are_send(
+        b: crate::Build,
+        s: crate::BuildSet,
+        r: &crate::RegistryClient,
+        i: &[crate::ImageRef],
+    ) {
         fn send<T: Send>(_: T) {}
         send(b.run());
         send(s.run());
+        send(r.probe_many(i));
     }
 }

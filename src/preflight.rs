@@ -17,7 +17,7 @@ impl Build {
     /// registry that cannot answer for an image is reported in the image's status, never as
     /// missing.
     pub async fn preflight(&self) -> Result<PreflightReport> {
-        let registry = self.opts.registry([&self.config])?;
+        let registry = self.opts.registry([&self.config]).await?;
         Ok(preflight::check_images(&self.opts.job_options, &registry).await?)
     }
 }

@@ -2,10 +2,18 @@
 //! change.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use crate::build::{Options, secret_docker_config};
-use crate::core::flow::{BuildOutcome, EventSink, FlowOptions, ImageProbe, RegistryFailure, run_build};
+use futures::Stream;
+
+use crate::build::{EVENT_LOG_CAPACITY, Options};
+use crate::core::flow::{
+    BuildEvent, BuildKey, BuildOutcome, EventSink, EventStream, FlowOptions, ImageProbe, RegistryFailure,
+    run_build,
+};
 use crate::core::{BuildConfig, ImageRef, Probe};
 use crate::{Error, Result};
 
@@ -13,9 +21,13 @@ use crate::{Error, Result};
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Builds many images: the probes are batched (concurrent, before any Job), identical
-/// targets (the same build hash, hence the same Job name) are built once, at most
+/// targets (the same [`BuildKey`](crate::core::flow::BuildKey): namespace, build hash and
+/// forcing, the key the runner shares runs by) are built once, at most
 /// [`concurrency`](Self::concurrency) Jobs run at a time, and every image gets its own outcome,
 /// in input order. A failure does not cancel the others unless [`fail_fast`](Self::fail_fast).
+/// Each event says which image it belongs to ([`SetEvent`], from [`events`](Self::events) or
+/// [`on_event`](Self::on_event)). Dropping the [`run`](Self::run) future cancels the builds and
+/// cleans up, as dropping [`Build::run`](crate::Build::run)'s does.
 ///
 /// ```no_run
 /// use kaniko_builder::{BuildConfig, BuildSet};
@@ -38,7 +50,7 @@ pub struct BuildSet {
     opts: Options,
     concurrency: usize,
     fail_fast: bool,
-    sink: Option<EventSink>,
+    events: SetSinks,
 }
 
 /// One image's result in a [`BuildSet`]; the error is shared by the duplicates of a target.
@@ -52,7 +64,7 @@ impl BuildSet {
             opts: Options::default(),
             concurrency: DEFAULT_CONCURRENCY,
             fail_fast: false,
-            sink: None,
+            events: SetSinks::Discard,
         }
     }
 
@@ -71,91 +83,224 @@ impl BuildSet {
         self
     }
 
-    /// Sends every build's events to `sink` (events carry no image: use one [`Build`](crate::Build)
-    /// per image to tell them apart). Default: discarded.
-    pub fn event_sink(mut self, sink: EventSink) -> Self {
-        self.sink = Some(sink);
+    /// The set's progress as one [`Stream`] of [`SetEvent`]s: every image's steps and log
+    /// lines, each tagged with the image and its index in the input. Events of one image arrive
+    /// in order; images interleave. Each image buffers up to [`EVENT_LOG_CAPACITY`] log lines
+    /// (beyond that its lines are dropped and counted in a [`BuildEvent::LogsDropped`] under its
+    /// index; steps never are). An image that duplicates an earlier one (built once) gets the
+    /// same events under its own index. Take it before [`run`](Self::run); the stream ends when
+    /// the run does. Calling it again, or [`on_event`](Self::on_event), replaces it.
+    pub fn events(&mut self) -> SetEventStream {
+        let mut sinks = Vec::with_capacity(self.configs.len());
+        let mut streams = futures::stream::SelectAll::new();
+        for (index, config) in self.configs.iter().enumerate() {
+            let (sink, stream) = EventSink::channel(EVENT_LOG_CAPACITY);
+            sinks.push(sink);
+            streams.push(Tagged {
+                index,
+                image: config.image().clone(),
+                stream,
+            });
+        }
+        self.events = SetSinks::Streams(sinks);
+        SetEventStream { streams }
+    }
+
+    /// Calls `f` with every [`SetEvent`] (a callback instead of [`events`](Self::events)), on
+    /// the task that runs the image's build: `f` must be quick and must not block. Default:
+    /// events are discarded.
+    pub fn on_event(mut self, f: impl Fn(SetEvent) + Send + Sync + 'static) -> Self {
+        self.events = SetSinks::Callback(Arc::new(f));
         self
     }
 
-    /// Runs the set.
+    /// Runs the set. Dropping the future cancels the builds still running or waiting: each
+    /// one's Job is deleted (unless another caller of the same runner shares it), with nobody
+    /// waiting, as when a [`Build::run`](crate::Build::run) future is dropped.
     ///
     /// # Errors
     /// The outer error is for the whole set (no Kubernetes configuration, a registry client or
     /// credentials that cannot be set up); each image's own failure is in its [`SetResult`].
-    pub async fn run(self) -> Result<Vec<SetResult>> {
+    pub async fn run(mut self) -> Result<Vec<SetResult>> {
         if self.configs.is_empty() {
             return Ok(Vec::new());
         }
-        let registry = self.opts.registry(&self.configs)?;
+        let registry = self.opts.registry(&self.configs).await?;
         let client = self.opts.kube().await?;
-        let json = secret_docker_config(&registry, &self.configs).await?;
+        // Collected first: a borrowing iterator adapter would make this future not `Send`.
+        let destinations: Vec<&ImageRef> = self.configs.iter().flat_map(|c| c.destinations()).collect();
+        let json = registry.secret_docker_config(destinations).await?;
         let runner = self.opts.runner(client, &registry, json);
 
-        // Distinct targets, in order of first appearance.
-        let mut index_of: HashMap<String, usize> = HashMap::new();
-        let mut distinct: Vec<&BuildConfig> = Vec::new();
-        let slot: Vec<usize> = self
-            .configs
-            .iter()
-            .map(|c| {
-                *index_of.entry(c.job_name()).or_insert_with(|| {
-                    distinct.push(c);
-                    distinct.len() - 1
-                })
-            })
-            .collect();
+        // Distinct targets (by the key the runner shares runs by), in order of first
+        // appearance, each with the indices of the images it serves.
+        let mut target_of: HashMap<BuildKey, usize> = HashMap::new();
+        let mut targets: Vec<(&BuildConfig, Vec<usize>)> = Vec::new();
+        let mut slot: Vec<usize> = Vec::with_capacity(self.configs.len());
+        for (index, config) in self.configs.iter().enumerate() {
+            let key = BuildKey::new(config, config.force());
+            let t = *target_of.entry(key).or_insert_with(|| {
+                targets.push((config, Vec::new()));
+                targets.len() - 1
+            });
+            targets[t].1.push(index);
+            slot.push(t);
+        }
 
-        // Owned data from here on: each build is a task (bounded by a semaphore), which keeps
-        // the future `Send` without higher-ranked closure bounds.
-        let images: Vec<ImageRef> = distinct.iter().map(|c| c.image().clone()).collect();
         // All at once over the client's pooled connections, one token fetch per repository.
-        // (`RegistryClient::probe_many`'s future is not provably `Send`, so it cannot be used in
-        // a future that must be spawnable; this is the same batch without the stream adapter.)
-        let probes = futures::future::join_all(images.iter().map(|i| registry.probe(i))).await;
+        let probes = registry
+            .probe_many(targets.iter().map(|(config, _)| config.image()))
+            .await;
         let cancel = self.opts.cancel.child_token();
-        let sink = self.sink.clone().unwrap_or_else(EventSink::discard);
         let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         let registry = Arc::new(registry);
         let runner = Arc::new(runner);
         let fail_fast = self.fail_fast;
-        let tasks: Vec<_> = distinct
-            .into_iter()
-            .cloned()
-            .zip(probes)
-            .map(|(config, first)| {
-                let (registry, runner, cancel, sink, permits) = (
-                    Arc::clone(&registry),
-                    Arc::clone(&runner),
-                    cancel.clone(),
-                    sink.clone(),
-                    Arc::clone(&permits),
-                );
-                tokio::spawn(async move {
-                    let _permit = permits.acquire_owned().await;
-                    let probe = FirstProbe {
-                        registry: &registry,
-                        image: config.image(),
-                        first: Mutex::new(Some(first)),
-                    };
-                    let out =
-                        run_build(&config, &probe, &*runner, &sink, &cancel, &FlowOptions::default()).await;
-                    if out.is_err() && fail_fast {
-                        cancel.cancel();
-                    }
-                    out.map_err(|e| Arc::new(Error::Build(e)))
-                })
-            })
-            .collect();
-        let mut results: Vec<(usize, SetResult)> = Vec::with_capacity(tasks.len());
-        for (i, task) in tasks.into_iter().enumerate() {
-            let r = task
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-            results.push((i, r));
+        // Each build is a task (bounded by the semaphore) owned by this set: dropping the
+        // `run` future drops the set, which aborts them; each aborted build leaves its shared
+        // run in the runner, which (as the last member) cancels it and cleans up.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (t, ((config, indices), first)) in targets.into_iter().zip(probes).enumerate() {
+            let sink = self.events.sink_for(&indices, config.image());
+            let (config, registry, runner, cancel, permits) = (
+                config.clone(),
+                Arc::clone(&registry),
+                Arc::clone(&runner),
+                cancel.clone(),
+                Arc::clone(&permits),
+            );
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let probe = FirstProbe {
+                    registry: &registry,
+                    image: config.image(),
+                    first: Mutex::new(Some(first)),
+                };
+                let out = run_build(&config, &probe, &*runner, &sink, &cancel, &FlowOptions::default()).await;
+                if out.is_err() && fail_fast {
+                    cancel.cancel();
+                }
+                (t, out.map_err(|e| Arc::new(Error::Build(e))))
+            });
         }
-        results.sort_by_key(|(i, _)| *i);
-        Ok(slot.into_iter().map(|i| results[i].1.clone()).collect())
+        // The set's own ends of the event streams: the streams end when the builds do.
+        self.events = SetSinks::Discard;
+        let mut results: Vec<Option<SetResult>> = vec![None; tasks.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (t, r) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            results[t] = Some(r);
+        }
+        Ok(slot
+            .into_iter()
+            .map(|t| results[t].clone().expect("every build answered"))
+            .collect())
+    }
+}
+
+/// One event of a [`BuildSet`], tagged with the image it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetEvent {
+    /// The image's position in the set's input (its result's position in [`BuildSet::run`]'s
+    /// answer).
+    pub index: usize,
+    /// The image.
+    pub image: ImageRef,
+    /// What happened.
+    pub event: BuildEvent,
+}
+
+/// Where a [`BuildSet`]'s events go.
+enum SetSinks {
+    Discard,
+    Callback(Arc<dyn Fn(SetEvent) + Send + Sync>),
+    /// One queue per input index.
+    Streams(Vec<EventSink>),
+}
+
+impl fmt::Debug for SetSinks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Discard => "discard",
+            Self::Callback(_) => "callback",
+            Self::Streams(_) => "streams",
+        })
+    }
+}
+
+impl SetSinks {
+    /// The sink of one target's build: its events go to every image (index) it serves.
+    fn sink_for(&self, indices: &[usize], image: &ImageRef) -> EventSink {
+        match self {
+            Self::Discard => EventSink::discard(),
+            Self::Callback(f) => {
+                let (f, indices, image) = (Arc::clone(f), indices.to_vec(), image.clone());
+                EventSink::from_fn(move |event| {
+                    for &index in &indices {
+                        f(SetEvent {
+                            index,
+                            image: image.clone(),
+                            event: event.clone(),
+                        });
+                    }
+                })
+            }
+            Self::Streams(sinks) => match indices {
+                [index] => sinks[*index].clone(),
+                _ => {
+                    let sinks: Vec<EventSink> = indices.iter().map(|&i| sinks[i].clone()).collect();
+                    EventSink::from_fn(move |event| {
+                        for sink in &sinks {
+                            sink.send(event.clone());
+                        }
+                    })
+                }
+            },
+        }
+    }
+}
+
+/// The receiving end of [`BuildSet::events`]: a [`Stream`] of [`SetEvent`]s that ends when the
+/// set's run does.
+pub struct SetEventStream {
+    streams: futures::stream::SelectAll<Tagged>,
+}
+
+impl fmt::Debug for SetEventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetEventStream")
+            .field("open", &self.streams.len())
+            .finish()
+    }
+}
+
+impl Stream for SetEventStream {
+    type Item = SetEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SetEvent>> {
+        Pin::new(&mut self.streams).poll_next(cx)
+    }
+}
+
+/// One image's events, tagged.
+struct Tagged {
+    index: usize,
+    image: ImageRef,
+    stream: EventStream,
+}
+
+impl Stream for Tagged {
+    type Item = SetEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<SetEvent>> {
+        let this = &mut *self;
+        Pin::new(&mut this.stream).poll_next(cx).map(|event| {
+            event.map(|event| SetEvent {
+                index: this.index,
+                image: this.image.clone(),
+                event,
+            })
+        })
     }
 }
 

@@ -307,9 +307,11 @@ fn a_missing_context_fails_naming_it() {
 }
 
 /// The skip path end to end, measured: the compiled example against a real control plane
-/// (found through `KUBECONFIG`) and a token-auth registry where the tag exists, against one
-/// `skopeo inspect` of the same tag; interleaved, 20 runs each. (Multi-threaded: the token
-/// issuer runs in this process while the children wait for it.) Run with
+/// (found through `KUBECONFIG`) and a registry where the tag exists, against one `skopeo inspect`
+/// of the same tag; for a token-auth registry over TLS (`--ca-cert`, `--docker-config`) and an
+/// anonymous plain-HTTP one (`--insecure-registry`, the default docker config lookup in an empty
+/// `DOCKER_CONFIG`), interleaved, 20 runs each. (Multi-threaded: the token issuer runs in this
+/// process while the children wait for it.) Run with
 /// `cargo test --release --test basic_example -- --ignored --nocapture measure_skip_path`
 /// (after `cargo build --release --examples`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -318,59 +320,92 @@ fn a_missing_context_fails_naming_it() {
 async fn measure_skip_path() -> anyhow::Result<()> {
     use kaniko_builder_testkit::TestCluster;
     use std::time::{Duration, Instant};
-    let (cluster, registry) =
-        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Token))?;
-    let digest = registry.push_image("team/app", "v1", b"hello").await?;
-    let host = registry.host();
-    let image = format!("{host}/team/app:v1");
+    const RUNS: usize = 20;
+    let (cluster, tls, plain) = tokio::try_join!(
+        TestCluster::start(),
+        TestRegistry::start(RegistryAuth::Token),
+        TestRegistry::start(RegistryAuth::Anonymous)
+    )?;
+    let tls_digest = tls.push_image("team/app", "v1", b"hello").await?;
+    let plain_digest = plain.push_image("team/app", "v1", b"hello").await?;
+    let (tls_image, plain_image) = (
+        format!("{}/team/app:v1", tls.host()),
+        format!("{}/team/app:v1", plain.host()),
+    );
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("config.json"), registry.docker_config_json())?;
+    std::fs::write(dir.path().join("config.json"), tls.docker_config_json())?;
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, registry.ca_pem().expect("tls"))?;
-    let ca_dir = registry.ca_dir().expect("tls");
-    let kubeconfig = cluster.kubeconfig_path().to_owned();
-    let (mut ours, mut skopeo) = (Vec::new(), Vec::new());
-    for _ in 0..20 {
-        let t = Instant::now();
-        let out = Command::new(example())
-            .args(["--image", &image, "--output", "json", "--ca-cert"])
-            .arg(&ca)
-            .arg("--docker-config")
-            .arg(dir.path())
-            .env("KUBECONFIG", &kubeconfig)
-            .output()?;
-        ours.push(t.elapsed());
-        let json: Value = serde_json::from_slice(&out.stdout)?;
-        assert_eq!(
-            json["outcome"],
-            "skipped",
-            "{json} {}",
-            String::from_utf8_lossy(&out.stderr)
+    std::fs::write(&ca, tls.ca_pem().expect("tls"))?;
+    let ca_dir = tls.ca_dir().expect("tls");
+    let empty_docker = tempfile::tempdir()?;
+    let kubeconfig = cluster.kubeconfig_path().to_string_lossy().into_owned();
+    let (ca, docker) = (ca.to_string_lossy(), dir.path().to_string_lossy());
+    let creds = format!("{}:{}", TestRegistry::USERNAME, TestRegistry::PASSWORD);
+    let ours = |args: &[&str], docker_config: &str, digest: &str| -> anyhow::Result<Duration> {
+        let mut cmd = command(
+            args,
+            &[("KUBECONFIG", &kubeconfig), ("DOCKER_CONFIG", docker_config)],
         );
-        assert_eq!(json["digest"], digest);
-
         let t = Instant::now();
-        let out = Command::new("skopeo")
-            .args(["inspect", "--format", "{{.Digest}}", "--cert-dir"])
-            .arg(&ca_dir)
-            .arg("--creds")
-            .arg(format!("{}:{}", TestRegistry::USERNAME, TestRegistry::PASSWORD))
-            .arg(format!("docker://{image}"))
-            .output()?;
-        skopeo.push(t.elapsed());
+        let out = cmd.output()?;
+        let took = t.elapsed();
+        let json: Value = serde_json::from_slice(&out.stdout)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(json["outcome"], "skipped", "{json} {stderr}");
+        assert_eq!(json["digest"], digest);
+        Ok(took)
+    };
+    let skopeo = |args: &[String], digest: &str| -> anyhow::Result<Duration> {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["inspect", "--format", "{{.Digest}}"]).args(args);
+        let t = Instant::now();
+        let out = cmd.output()?;
+        let took = t.elapsed();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+        Ok(took)
+    };
+    let [mut ours_tls, mut skopeo_tls, mut ours_plain, mut skopeo_plain] =
+        std::array::from_fn::<Vec<Duration>, 4, _>(|_| Vec::with_capacity(RUNS));
+    let empty = empty_docker.path().to_string_lossy();
+    for _ in 0..RUNS {
+        let args = ["--image", &tls_image, "--output", "json", "--ca-cert", &ca];
+        ours_tls.push(ours(&args, &docker, &tls_digest)?);
+        let args = [
+            format!("--cert-dir={}", ca_dir.display()),
+            format!("--creds={creds}"),
+            format!("docker://{tls_image}"),
+        ];
+        skopeo_tls.push(skopeo(&args, &tls_digest)?);
+        let host = plain.host();
+        let args = [
+            "--image",
+            &plain_image,
+            "--output",
+            "json",
+            "--insecure-registry",
+            &host,
+        ];
+        ours_plain.push(ours(&args, &empty, &plain_digest)?);
+        let args = ["--tls-verify=false".to_owned(), format!("docker://{plain_image}")];
+        skopeo_plain.push(skopeo(&args, &plain_digest)?);
     }
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
-    let (a, b) = (median(&mut ours), median(&mut skopeo));
-    eprintln!(
-        "skip path, median of 20: basic example {a:?} (min {:?}), skopeo inspect {b:?} (min {:?}), ratio example/skopeo {:.2}",
-        ours[0],
-        skopeo[0],
-        a.as_secs_f64() / b.as_secs_f64()
-    );
+    for (what, ours, skopeo) in [
+        ("token auth over TLS", &mut ours_tls, &mut skopeo_tls),
+        ("anonymous plain HTTP", &mut ours_plain, &mut skopeo_plain),
+    ] {
+        let (a, b) = (median(ours), median(skopeo));
+        eprintln!(
+            "skip path, {what}, median of {RUNS}: basic example {a:.1?} (min {:.1?}), skopeo inspect \
+             {b:.1?} (min {:.1?}), ratio example/skopeo {:.2}",
+            ours[0],
+            skopeo[0],
+            a.as_secs_f64() / b.as_secs_f64()
+        );
+    }
     Ok(())
 }
 

@@ -7,14 +7,16 @@
 //!
 //! [`apply_setup`] applies what a namespace needs once (Namespace, ServiceAccounts, Role,
 //! RoleBinding): an administrator's step, which an orchestrator limited to the generated Role is
-//! not allowed to do. [`apply_build`] applies what one build needs (the Secret and the ConfigMap),
-//! which that Role allows.
+//! not allowed to do. [`apply_build`] applies what one build needs before its Job (the ConfigMap,
+//! and a Secret shared by name), and [`own_secret`] what it needs once the Job exists (the
+//! per-credentials Secret, owned by the Job); that Role allows both.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kaniko_builder_core::flow::{FailureReason, ObjectRef};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -110,6 +112,27 @@ pub(crate) fn object_ref<K: kube::Resource<DynamicType = ()>>(obj: &K) -> Object
     }
 }
 
+/// `e`, a failed `action` ("apply", "create", "patch") on `object`, as an [`ApplyError`].
+fn apply_error(action: &str, object: ObjectRef, e: kube::Error) -> ApplyError {
+    let status = match &e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    };
+    let reason = match &e {
+        kube::Error::Api(s) if s.code == 409 => FailureReason::Conflict {
+            object: object.to_string(),
+            message: s.message.clone(),
+        },
+        other => cluster_failure(format!("{action} {object}"), other),
+    };
+    ApplyError {
+        object,
+        reason,
+        status,
+        source: e,
+    }
+}
+
 async fn apply_one<K>(api: Api<K>, obj: &K, params: &ApplyParams) -> Result<K, ApplyError>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
@@ -118,25 +141,7 @@ where
     let name = object.name.clone();
     api.patch(&name, &params.patch_params(), &Patch::Apply(obj))
         .await
-        .map_err(|e| {
-            let status = match &e {
-                kube::Error::Api(s) => Some(s.code),
-                _ => None,
-            };
-            let reason = match &e {
-                kube::Error::Api(s) if s.code == 409 => FailureReason::Conflict {
-                    object: object.to_string(),
-                    message: s.message.clone(),
-                },
-                other => cluster_failure(format!("apply {object}"), other),
-            };
-            ApplyError {
-                object,
-                reason,
-                status,
-                source: e,
-            }
-        })
+        .map_err(|e| apply_error("apply", object, e))
 }
 
 async fn apply_namespaced<K>(client: &kube::Client, obj: &K, params: &ApplyParams) -> Result<K, ApplyError>
@@ -188,8 +193,9 @@ pub async fn apply_setup(
     Ok(applied)
 }
 
-/// Applies one build's Secret (when credentials were rendered) and ConfigMap. Returns what was
-/// applied.
+/// Applies what one build needs before its Job: the Secret when it is shared by name
+/// (seed-compatible mode or `secret_name`; a per-credentials Secret is made by [`own_secret`]
+/// once the Job exists) and the ConfigMap. Returns what was applied.
 ///
 /// # Errors
 /// The first object that failed; [`FailureReason::Conflict`] names it when another field manager
@@ -200,13 +206,98 @@ pub async fn apply_build(
     params: &ApplyParams,
 ) -> Result<Vec<ObjectRef>, ApplyError> {
     let mut applied = Vec::new();
-    if let Some(secret) = &manifests.secret {
+    if let Some(secret) = manifests
+        .secret
+        .as_ref()
+        .filter(|_| !manifests.secret_per_credentials())
+    {
         apply_namespaced::<Secret>(client, secret, params).await?;
         applied.push(object_ref(secret));
     }
     apply_namespaced::<ConfigMap>(client, &manifests.config_map, params).await?;
     applied.push(object_ref(&manifests.config_map));
     Ok(applied)
+}
+
+/// How often [`own_secret`] tries when the Secret is deleted and created by others meanwhile.
+const OWN_SECRET_ATTEMPTS: usize = 5;
+
+/// `job` as an owner: no `controller` (a shared Secret has several owners, none its controller)
+/// and no `blockOwnerDeletion` (which needs `update` on `jobs/finalizers`; nothing needs to wait
+/// for a dependent before its Job goes).
+fn job_owner(job_name: &str, job_uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "batch/v1".to_owned(),
+        kind: "Job".to_owned(),
+        name: job_name.to_owned(),
+        uid: job_uid.to_owned(),
+        ..OwnerReference::default()
+    }
+}
+
+/// Makes the build's per-credentials Secret ([`BuildManifests::secret_per_credentials`]) exist,
+/// with its content, owned by the Job `job_name` (`job_uid`) besides its other owners; call it
+/// once the Job exists. The garbage collector then deletes the Secret when the last Job that
+/// owns it is gone (deleted after a success or a cancellation, or by its TTL), and never while
+/// another Job that mounts it is left: each such Job is an owner. Returns the Secret, or `None`
+/// when the build has no per-credentials Secret (nothing to do).
+///
+/// A strategic-merge patch adds the owner (owner references merge by uid, so concurrent builds
+/// add theirs side by side) and sets the content again; a Secret that does not exist (new, or
+/// just collected with its last owner) is created with this Job as its owner. Needs `create` and
+/// `patch` on Secrets, which the generated Role grants.
+///
+/// # Errors
+/// The request that failed.
+pub async fn own_secret(
+    client: &kube::Client,
+    manifests: &BuildManifests,
+    job_name: &str,
+    job_uid: &str,
+    params: &ApplyParams,
+) -> Result<Option<ObjectRef>, ApplyError> {
+    let Some(secret) = manifests
+        .secret
+        .as_ref()
+        .filter(|_| manifests.secret_per_credentials())
+    else {
+        return Ok(None);
+    };
+    let object = object_ref(secret);
+    let api: Api<Secret> = Api::namespaced(client.clone(), object.namespace.as_deref().unwrap_or_default());
+    let owner = job_owner(job_name, job_uid);
+    let patch = serde_json::json!({
+        "metadata": { "ownerReferences": [&owner] },
+        "data": &secret.data,
+    });
+    let patch_params = PatchParams {
+        field_manager: Some(params.manager().to_owned()),
+        ..PatchParams::default()
+    };
+    let post_params = PostParams {
+        field_manager: Some(params.manager().to_owned()),
+        ..PostParams::default()
+    };
+    let mut owned = secret.clone();
+    owned.metadata.owner_references = Some(vec![owner]);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match api
+            .patch(&object.name, &patch_params, &Patch::Strategic(&patch))
+            .await
+        {
+            Ok(_) => return Ok(Some(object)),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(apply_error("patch", object, e)),
+        }
+        match api.create(&post_params, &owned).await {
+            Ok(_) => return Ok(Some(object)),
+            // Created by another build meanwhile: add this Job to its owners.
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < OWN_SECRET_ATTEMPTS => {}
+            Err(e) => return Err(apply_error("create", object, e)),
+        }
+    }
 }
 
 /// Applies `config_map` again, owned by the Job (`uid`), so the garbage collector removes it
@@ -219,14 +310,6 @@ pub(crate) async fn own_config_map(
     params: &ApplyParams,
 ) -> Result<(), ApplyError> {
     let mut owned = config_map.clone();
-    owned.metadata.owner_references = Some(vec![
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-            api_version: "batch/v1".to_owned(),
-            kind: "Job".to_owned(),
-            name: job_name.to_owned(),
-            uid: job_uid.to_owned(),
-            ..Default::default()
-        },
-    ]);
+    owned.metadata.owner_references = Some(vec![job_owner(job_name, job_uid)]);
     apply_namespaced(client, &owned, params).await.map(|_| ())
 }

@@ -5,20 +5,65 @@
 //! rustls' crate features (a side effect on the embedding program), and when the final binary's
 //! dependency graph enables both of rustls' `ring` and `aws-lc-rs` features (another dependency
 //! may do so) and the program installed none, it panics with "Could not automatically determine
-//! the process-level CryptoProvider". [`client`] passes the `ring` provider explicitly instead,
-//! so an embedding program may install any provider, or none.
+//! the process-level CryptoProvider". [`client`] passes its provider explicitly instead (the
+//! program's process default when it installed one, else the one this crate's `ring` or
+//! `aws-lc-rs` feature names; `aws-lc-rs` when both are on), so an embedding program may install
+//! any provider, or none, and this crate never installs one.
 //!
 //! Supported from the kubeconfig: the cluster URL, its CA (data or file, or the system roots
 //! when none is given), `tls-server-name`, client certificates (data or files), tokens, token
 //! files, basic auth and exec/auth-provider tokens (kube's own auth layer), impersonation
-//! headers and kube's timeouts. Not supported (an error, never a silent fallback):
-//! `insecure-skip-tls-verify`, proxies, and client certificates returned by an exec plugin; use
-//! `kube::Client::try_from` for those, after installing a provider.
+//! headers, kube's timeouts, `proxy-url` and `insecure-skip-tls-verify` (below). Not supported
+//! (an error, never a silent fallback): client certificates returned by an exec plugin, and
+//! proxies that are not `http://`; use `kube::Client::try_from` for those, after installing a
+//! provider.
+//!
+//! # Proxies
+//!
+//! [`client`] and [`from_config`] connect exactly as `config.proxy_url` says: through that
+//! proxy, or directly when it is `None`. [`infer_config`] (and so [`infer`], which the
+//! library's `Build::run` uses by default) puts there, in this order:
+//! 1. the kubeconfig cluster's `proxy-url`. `NO_PROXY` does not apply to it (as with kubectl).
+//! 2. else the proxy the variables name, with the rules reqwest (and so this library's registry
+//!    client) and curl apply: `HTTPS_PROXY`/`https_proxy` for an `https://` server,
+//!    `HTTP_PROXY`/`http_proxy` for an `http://` one, `ALL_PROXY`/`all_proxy` when that one is
+//!    unset; none for a server whose host `NO_PROXY`/`no_proxy` lists (comma-separated host
+//!    names, which also cover their subdomains, IP addresses, CIDR ranges, or `*`). The
+//!    upper-case name is read first; in a CGI program (`REQUEST_METHOD` set) no variable
+//!    counts. Loopback addresses are not special (unlike Go's rule): list `127.0.0.1` or
+//!    `localhost` in `NO_PROXY` for a local cluster. This also holds in a Pod (in-cluster
+//!    configuration), as with client-go: list the API server's address in `NO_PROXY` there if
+//!    the proxy cannot reach it.
+//!
+//! kube's own `Config::infer` and `Config::from_kubeconfig` copy `HTTPS_PROXY` into `proxy_url`
+//! when the cluster has no `proxy-url`, without `NO_PROXY` (kube 5 checks `NO_PROXY` only with
+//! its `http-proxy` feature, and against the proxy's address) and also for an `http://` server.
+//! A configuration from them used with [`client`] keeps that; [`infer_config`] takes a
+//! `proxy_url` equal to `HTTPS_PROXY` as the variable's and applies rule 2 instead. To connect
+//! directly whatever the environment says, set `proxy_url` to `None` and call [`client`].
+//!
+//! Only `http://` proxies are supported (a URL without scheme counts as `http://`): the
+//! connection to the API server is tunnelled with `CONNECT`, and TLS to the server runs inside
+//! the tunnel. Credentials in the proxy URL (`http://user:password@proxy:3128`,
+//! percent-encoded) are sent as `Proxy-Authorization: Basic`, and are never logged.
+//!
+//! # `insecure-skip-tls-verify`
+//!
+//! Honoured, with a `tracing` warning each time a client is built: the server's certificate
+//! chain is not checked (the handshake's signatures still are), so anyone on the path can read
+//! and change the traffic, tokens and registry credentials included. [`Build::run`] also sends a
+//! warning event when it builds its client from such a kubeconfig. Prefer the cluster's CA in
+//! `certificate-authority-data`.
+//!
+//! [`Build::run`]: https://docs.rs/kaniko-builder/latest/kaniko_builder/struct.Build.html#method.run
+
+mod insecure;
+mod proxy;
 
 use std::sync::Arc;
 
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use kaniko_builder_registry::__tls as tls;
 use kube::client::ConfigExt as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -43,41 +88,37 @@ pub enum ClientError {
     Config(#[source] kube::Error),
 }
 
-/// Builds a client for `config` with the `ring` provider passed explicitly (see the module docs).
+/// Builds a client for `config` with its crypto provider passed explicitly (see the module docs),
+/// through `config.proxy_url` when it is set, directly otherwise (no proxy variable is read).
 ///
 /// # Errors
 /// [`ClientError`] naming what cannot be used.
 pub fn client(config: kube::Config) -> Result<kube::Client, ClientError> {
-    if config.accept_invalid_certs {
-        return Err(ClientError::Unsupported("insecure-skip-tls-verify"));
-    }
-    if config.proxy_url.is_some() {
-        return Err(ClientError::Unsupported("a proxy (HTTPS_PROXY or proxy-url)"));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = tls::crypto_provider().ok_or_else(|| ClientError::Tls(tls::NO_PROVIDER.to_owned()))?;
     let mut roots = rustls::RootCertStore::empty();
-    match &config.root_cert {
-        Some(ders) => {
-            for der in ders {
-                roots
-                    .add(CertificateDer::from(der.clone()))
-                    .map_err(|e| ClientError::Tls(format!("cluster CA certificate: {e}")))?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(native.certs);
-            if added == 0 {
-                return Err(ClientError::Tls(
-                    "no cluster CA given and no usable system root certificate".to_owned(),
-                ));
-            }
+    // No cluster CA: the system roots, read when the first connection needs them (see
+    // `system_roots`), or none at all when no chain is checked.
+    if let Some(ders) = &config.root_cert {
+        for der in ders {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| ClientError::Tls(format!("cluster CA certificate: {e}")))?;
         }
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let builder = if config.accept_invalid_certs {
+        insecure::warn(&config.cluster_url);
+        let verifier = insecure::verifier(builder.crypto_provider());
+        builder.dangerous().with_custom_certificate_verifier(verifier)
+    } else if config.root_cert.is_none() {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(system_roots(provider)?)
+    } else {
+        builder.with_root_certificates(roots)
+    };
     let tls = match identity(&config.auth_info)? {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
@@ -85,8 +126,7 @@ pub fn client(config: kube::Config) -> Result<kube::Client, ClientError> {
         None => builder.with_no_client_auth(),
     };
 
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
+    let http = proxy::connector(&config)?;
     let mut https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
@@ -112,12 +152,46 @@ pub fn client(config: kube::Config) -> Result<kube::Client, ClientError> {
 }
 
 /// [`client`] for the configuration kube infers: `$KUBECONFIG`, `~/.kube/config`, then the
-/// in-cluster service account.
+/// in-cluster service account; with the proxy of [`infer_config`].
 ///
 /// # Errors
 /// [`ClientError::Infer`] when there is none; otherwise as [`client`].
 pub async fn infer() -> Result<kube::Client, ClientError> {
-    client(kube::Config::infer().await.map_err(ClientError::Infer)?)
+    from_config(infer_config().await?).await
+}
+
+/// The configuration kube infers (`$KUBECONFIG`, `~/.kube/config`, then the in-cluster service
+/// account), with `proxy_url` set as the [module docs](self#proxies) say: the kubeconfig's
+/// `proxy-url`, else the one the proxy variables name for the server, else `None`.
+///
+/// # Errors
+/// [`ClientError::Infer`] when there is none; [`ClientError::Unsupported`] for a proxy that is
+/// not `http://`.
+pub async fn infer_config() -> Result<kube::Config, ClientError> {
+    let mut config = kube::Config::infer().await.map_err(ClientError::Infer)?;
+    proxy::resolve(&mut config, &|name| std::env::var(name).ok())?;
+    Ok(config)
+}
+
+/// [`client`] for `config` (its `proxy_url` as given), reading the system roots off the async
+/// runtime first when the configuration needs them (no cluster CA).
+///
+/// # Errors
+/// As [`client`].
+pub async fn from_config(config: kube::Config) -> Result<kube::Client, ClientError> {
+    if config.root_cert.is_none() && !config.accept_invalid_certs {
+        tls::load_system_roots().await;
+    }
+    client(config)
+}
+
+/// A verifier trusting the system's roots, for a configuration without a cluster CA. They are
+/// read once per process (shared with the registry client); [`infer`] and [`from_config`] read
+/// them off the async runtime first, otherwise the first handshake reads them.
+fn system_roots(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::client::danger::ServerCertVerifier>, ClientError> {
+    tls::roots_verifier(provider, Vec::new(), tls::MissingRoots::ReadNow).map_err(ClientError::Tls)
 }
 
 /// The client certificate chain and key, from data (base64 PEM) or files.
@@ -188,7 +262,7 @@ mod tests {
             rustls::crypto::CryptoProvider::get_default().is_none(),
             "nothing installed behind the program's back"
         );
-        config.accept_invalid_certs = true;
+        config.proxy_url = Some("socks5://127.0.0.1:1".parse().expect("url"));
         assert!(matches!(client(config), Err(ClientError::Unsupported(_))));
     }
 }

@@ -25,7 +25,8 @@ use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams};
 use runner_support::*;
 
-const SECRET: &str = "secret/docker-config-secret";
+/// Nothing of ours left: the Secret goes with the last Job that owns it.
+const NOTHING: [&str; 0] = [];
 
 /// The caller's probe is real, the verify probes (pinned by digest) never answer: a stub, because
 /// a real registry cannot be told to hang at exactly this step.
@@ -170,7 +171,7 @@ async fn errors_never_build_deleted_pods_fail_and_cancellation_leaves_nothing() 
         matches!(e, BuildEvent::Scheduled { .. })
     })
     .await;
-    assert_eq!(leftovers_settled(&admin, ns, &[SECRET]).await?, [SECRET]);
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, NOTHING);
 
     // 5. Cancelled during verify: built and cleaned up, then the verify probe hangs.
     let cfg = config(format!("{}/team/app:verify", registry.host()));
@@ -179,7 +180,7 @@ async fn errors_never_build_deleted_pods_fail_and_cancellation_leaves_nothing() 
     })
     .await;
     assert!(err.job().is_some(), "{err:?}");
-    assert_eq!(leftovers_settled(&admin, ns, &[SECRET]).await?, [SECRET]);
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, NOTHING);
 
     // 6. The build Pod deleted from outside mid-build: a failure, never success; cleaned up.
     let cfg = config(format!("{}/team/app:podgone", registry.host()));
@@ -218,7 +219,7 @@ async fn errors_never_build_deleted_pods_fail_and_cancellation_leaves_nothing() 
             tracing::info!("pod deleted from outside: {} ({err})", err.reason().kind());
         }
     }
-    assert_eq!(leftovers_settled(&admin, ns, &[SECRET]).await?, [SECRET]);
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, NOTHING);
     watch.abort();
     drop(node);
     Ok(())

@@ -38,7 +38,8 @@ use kube::api::{Api, ListParams};
 use runner_support::*;
 
 const NS: &str = "lost";
-const SECRET: &str = "secret/docker-config-secret";
+/// Nothing of ours left: the Secret goes with the last Job that owns it.
+const NOTHING: [&str; 0] = [];
 
 /// Runs `config` until it fails, injecting `StopReporting` on `node` once `at` is seen.
 async fn lose_node_at(
@@ -184,7 +185,7 @@ async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyh
         Vec::<String>::new(),
         "the lost node's Pod is force-deleted"
     );
-    assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
+    assert_eq!(leftovers_settled(&admin, NS, &[]).await?, NOTHING);
     drop(node);
 
     // 2. Through the Pod alone, as the orchestrator with only the generated Role.
@@ -219,7 +220,7 @@ async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyh
         Vec::<String>::new(),
         "the lost node's Pod is force-deleted"
     );
-    assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
+    assert_eq!(leftovers_settled(&admin, NS, &[]).await?, NOTHING);
     drop(node);
 
     // 3. A node back within the grace: the build goes on and succeeds, verified.
@@ -251,7 +252,7 @@ async fn lost_nodes_fail_as_node_lost_and_a_node_back_in_time_does_not() -> anyh
     };
     let held = client.probe(back_config.image()).await?;
     assert_eq!(held.manifest().map(|m| &m.digest), Some(&digest));
-    assert_eq!(leftovers_settled(&admin, NS, &[SECRET]).await?, [SECRET]);
+    assert_eq!(leftovers_settled(&admin, NS, &[]).await?, NOTHING);
     drop(node);
     Ok(())
 }

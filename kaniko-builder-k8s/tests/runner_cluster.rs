@@ -27,6 +27,20 @@ use serde_json::json;
 
 const DOCKER_CONFIG: &str = r#"{"auths":{"registry.local:5000":{"auth":"dXNlcjpwYXNz"}}}"#;
 
+/// `secret/<name>` of the per-credentials Secret of [`DOCKER_CONFIG`].
+fn secret() -> String {
+    let m = kaniko_builder_k8s::render(
+        &config("registry.local:5000/team/app:v1", "any"),
+        &JobOptions::default(),
+        Some(DOCKER_CONFIG.as_bytes()),
+    )
+    .expect("render");
+    format!(
+        "secret/{}",
+        m.secret.expect("secret").metadata.name.expect("name")
+    )
+}
+
 fn runner_for(client: &kube::Client) -> kaniko_builder_k8s::KubeRunnerBuilder {
     KubeRunner::builder(client.clone())
         .docker_config_json(DOCKER_CONFIG)
@@ -90,15 +104,12 @@ async fn attach_cancel_timeout_and_drop_leave_nothing_behind() -> anyhow::Result
         "exactly one Job was ever created"
     );
     watch.abort();
-    // Success: Job and ConfigMap deleted; the shared Secret is kept (and said so).
+    // Success: Job and ConfigMap deleted, the Secret with the Job; nothing is kept.
     let Ok(Executed::Built { kept, .. }) = &a else {
         unreachable!()
     };
-    assert_eq!(kept_names(kept), ["secret/docker-config-secret"]);
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(kept_names(kept), Vec::<String>::new());
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // 2. Cancellation once the Job is queued: Foreground delete, waited for.
     let ns = "cancel";
@@ -114,7 +125,7 @@ async fn attach_cancel_timeout_and_drop_leave_nothing_behind() -> anyhow::Result
     });
     let err = result.expect_err("cancelled");
     assert_eq!(*err.reason(), FailureReason::Cancelled);
-    assert_eq!(kept_names(err.kept()), ["secret/docker-config-secret"]);
+    assert_eq!(kept_names(err.kept()), Vec::<String>::new());
     // The Job is gone when the run returns. A Pod the Job controller created from a stale cache
     // while the Job was being deleted is an orphan the garbage collector removes moments later.
     let left = leftovers(&admin, ns).await?;
@@ -124,10 +135,7 @@ async fn attach_cancel_timeout_and_drop_leave_nothing_behind() -> anyhow::Result
             .any(|o| o.starts_with("job/") || o.starts_with("configmap/")),
         "{left:?}"
     );
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // 3. The client-side deadline.
     let ns = "deadline";
@@ -142,11 +150,13 @@ async fn attach_cancel_timeout_and_drop_leave_nothing_behind() -> anyhow::Result
         .await
         .expect_err("timeout");
     assert!(matches!(err.reason(), FailureReason::Timeout { .. }), "{err}");
-    assert_eq!(
-        leftovers(&admin, ns).await?,
-        ["secret/docker-config-secret"],
-        "nothing left when run returns"
+    let left = leftovers(&admin, ns).await?;
+    assert!(
+        left.iter().all(|o| o.starts_with("secret/")),
+        "nothing of the build left when run returns: {left:?}"
     );
+    // The Secret goes with the Job, collected by the garbage collector moments later.
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // 4. Dropping the future: the guard deletes the Job in the background.
     let ns = "dropped";
@@ -162,10 +172,7 @@ async fn attach_cancel_timeout_and_drop_leave_nothing_behind() -> anyhow::Result
         .await;
     task.abort();
     assert!(task.await.is_err(), "aborted");
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
     Ok(())
 }
 
@@ -206,19 +213,18 @@ async fn failures_keep_or_delete_by_policy_and_conflicts_name_the_object() -> an
         format!("configmap/{job}"),
         format!("job/{job}"),
         format!("pod/{pod}"),
-        "secret/docker-config-secret".to_owned(),
+        // Owned by the kept Job: kept with it.
+        secret(),
     ];
     expected.sort();
     assert_eq!(kept_names(err.kept()), expected);
     assert_eq!(leftovers(&admin, ns).await?, expected);
-    // The ConfigMap is owned by the Job: deleting the Job (as its TTL would) takes it along.
+    // The ConfigMap and the Secret are owned by the Job: deleting the Job (as its TTL would)
+    // takes them along.
     Api::<Job>::namespaced(admin.clone(), ns)
         .delete(&job, &DeleteParams::background())
         .await?;
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
     let cms = ours::<ConfigMap>(&admin, ns).await?;
     assert!(cms.is_empty(), "{cms:?}");
 
@@ -252,7 +258,7 @@ async fn failures_keep_or_delete_by_policy_and_conflicts_name_the_object() -> an
             message: "HTTP 401".into()
         }
     );
-    assert_eq!(leftovers(&admin, ns).await?, ["secret/docker-config-secret"]);
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // Unschedulable (no node at all): reported after the grace period, kept by default.
     let ns = "nowhere";
@@ -287,10 +293,7 @@ async fn failures_keep_or_delete_by_policy_and_conflicts_name_the_object() -> an
     });
     let err = result.expect_err("deleted");
     assert_eq!(*err.reason(), FailureReason::JobDeletedExternally);
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // Another field manager owns the ConfigMap's FORCE_BUILD: a conflict naming it, unless forced.
     let ns = "conflict";
@@ -384,10 +387,7 @@ async fn the_generated_role_suffices_and_the_build_pod_can_do_nothing() -> anyho
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let pod = kubelet.await??;
     assert!(matches!(done, Executed::Built { .. }));
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
     // Cancellation as the orchestrator too (Foreground delete, waited for with its watch).
     let cfg2 = config("registry.local:5000/team/app:v2", ns);
     let cancel = CancellationToken::new();
@@ -399,7 +399,7 @@ async fn the_generated_role_suffices_and_the_build_pod_can_do_nothing() -> anyho
         cancel.cancel();
     });
     assert!(result.expect_err("cancelled").reason() == &FailureReason::Cancelled);
-    assert_eq!(leftovers(&admin, ns).await?, ["secret/docker-config-secret"]);
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // The build Pod's ServiceAccount has no token mounted and no permission at all.
     let spec = pod.spec.context("pod spec")?;
@@ -420,7 +420,7 @@ async fn the_generated_role_suffices_and_the_build_pod_can_do_nothing() -> anyho
             .await
             .err(),
         Api::<k8s_openapi::api::core::v1::Secret>::namespaced(build_sa, ns)
-            .get("docker-config-secret")
+            .get(secret().trim_start_matches("secret/"))
             .await
             .err(),
     ] {
@@ -522,6 +522,7 @@ async fn a_cancel_during_the_create_call_leaves_no_job() -> anyhow::Result<()> {
             .any(|e| matches!(e, BuildEvent::Queued { .. })),
         "the create's answer never came"
     );
-    assert_eq!(leftovers(&admin, ns).await?, ["secret/docker-config-secret"]);
+    // The Secret is made only for a Job the run knows: never here.
+    assert_eq!(leftovers(&admin, ns).await?, Vec::<String>::new());
     Ok(())
 }

@@ -164,11 +164,9 @@ async fn builds_skips_and_forces_through_the_whole_flow() -> anyhow::Result<()> 
     assert!(!rec.logs("kaniko-init").is_empty(), "the init log was streamed");
     let tag = bed.client.probe(cfg.image()).await?;
     assert_eq!(tag.manifest().map(|m| &m.digest), Some(digest));
-    assert_eq!(kept_names(kept), ["secret/docker-config-secret"]);
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    // The Secret went with the Job: nothing is kept.
+    assert_eq!(kept_names(kept), Vec::<String>::new());
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // 2. Exists: skipped by the caller, and no Job is ever created.
     let (watch, created) = record_jobs(&admin, ns);
@@ -199,10 +197,7 @@ async fn builds_skips_and_forces_through_the_whole_flow() -> anyhow::Result<()> 
         "{in_cluster:?}"
     );
     assert!(!rec.steps().contains(&"building".to_owned()));
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // 4. Forced: built again even though it exists.
     let forced_cfg = cfg.clone().into_builder().force(true).build()?;
@@ -215,13 +210,12 @@ async fn builds_skips_and_forces_through_the_whole_flow() -> anyhow::Result<()> 
     assert!(rec.events().iter().any(|e| matches!(
         e,
         BuildEvent::InitCheck {
-            decision: kaniko_builder_core::flow::InitDecision::Build { forced: true }
+            decision: kaniko_builder_core::flow::Decision::Build {
+                reason: kaniko_builder_core::flow::BuildReason::Forced
+            }
         }
     )));
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // 5. The other upload path: streamed over pods/exec into the waiting init container.
     // Through a client whose TLS passes its provider explicitly: exec's websocket upgrade too.
@@ -249,10 +243,7 @@ async fn builds_skips_and_forces_through_the_whole_flow() -> anyhow::Result<()> 
         "{:?}",
         rec.steps()
     );
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
     drop(bed.node);
     Ok(())
 }
@@ -286,8 +277,8 @@ async fn every_failure_has_its_reason_and_cleanup_still_runs() -> anyhow::Result
             .expect_err(kind);
         assert_eq!(err.reason().kind(), kind, "{err}");
         assert_eq!(
-            leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-            ["secret/docker-config-secret"],
+            leftovers_settled(&admin, ns, &[]).await?,
+            Vec::<String>::new(),
             "after {kind}"
         );
     }
@@ -312,6 +303,14 @@ async fn every_failure_has_its_reason_and_cleanup_still_runs() -> anyhow::Result
         other => panic!("expected an exit code, got {other:?}"),
     }
     assert!(err.kept().iter().any(|o| o.kind == "Job"), "{:?}", err.kept());
+    // Its Secret stays as long as the kept Job, which owns it: listed too.
+    assert!(
+        err.kept()
+            .iter()
+            .any(|o| o.kind == "Secret" && o.name.starts_with("kb-docker-config-")),
+        "{:?}",
+        err.kept()
+    );
     let left = leftovers(&admin, ns).await?;
     let kept_job = cfg.job_name();
     assert!(left.contains(&format!("job/{kept_job}")), "{left:?}");
@@ -390,14 +389,11 @@ async fn every_failure_has_its_reason_and_cleanup_still_runs() -> anyhow::Result
         "nothing of the cancelled run: {left:?}"
     );
 
-    // Only the Job kept on purpose (and its Pod and ConfigMap) remains; once it goes, as its TTL
-    // would remove it, nothing of any of these runs is left.
+    // Only the Job kept on purpose (and its Pod, ConfigMap and Secret) remains; once it goes, as
+    // its TTL would remove it, nothing of any of these runs is left.
     Api::<Job>::namespaced(admin.clone(), ns)
         .delete(&kept_job, &DeleteParams::background())
         .await?;
-    assert_eq!(
-        leftovers_settled(&admin, ns, &["secret/docker-config-secret"]).await?,
-        ["secret/docker-config-secret"]
-    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
     Ok(())
 }

@@ -68,11 +68,17 @@ impl RegistryState {
     }
 
     fn challenge(&self) -> Option<Challenge> {
-        self.challenge.lock().expect("challenge lock").clone()
+        self.challenge
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     fn token_slot(&self, scope: &str) -> Arc<tokio::sync::Mutex<Option<Token>>> {
-        let mut tokens = self.tokens.lock().expect("token lock");
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(tokens.entry(scope.to_owned()).or_default())
     }
 }
@@ -149,6 +155,7 @@ impl RegistryClientBuilder {
         for (name, settings) in self.per_registry {
             let http = if settings.tls_key() == self.defaults.tls_key()
                 && settings.connect_timeout == self.defaults.connect_timeout
+                && settings.proxy == self.defaults.proxy
             {
                 default_http.clone()
             } else {
@@ -176,13 +183,18 @@ fn http_client(settings: &RegistrySettings, ua: &str, registry: &str) -> Result<
     };
     let (skip, cas) = settings.tls_key();
     let tls = tls::client_config(skip, cas).map_err(invalid)?;
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .connect_timeout(settings.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(ua)
         // Registries answer manifests from the same host; a redirect (to blob storage) is for blobs.
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::limited(5));
+    // The default leaves reqwest's own reading of the proxy variables on.
+    settings
+        .proxy
+        .apply(builder)
+        .map_err(invalid)?
         .build()
         .map_err(|e| invalid(format!("cannot build HTTP client: {e}")))
 }
@@ -208,7 +220,11 @@ impl RegistryClient {
 
     pub(crate) fn state_for(&self, image: &ImageRef) -> Arc<RegistryState> {
         let name = image.registry();
-        let mut states = self.inner.states.lock().expect("state lock");
+        let mut states = self
+            .inner
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = states.entry(name.to_owned()).or_insert_with(|| {
             let (settings, http) = match self.inner.per_registry.get(name) {
                 Some((s, h)) => (s.clone(), h.clone()),
@@ -272,7 +288,9 @@ impl RegistryClient {
             registry: st.name.clone(),
             problem,
         })?;
-        *st.challenge.lock().expect("challenge lock") = Some(parsed);
+        *st.challenge
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(parsed);
         Ok(())
     }
 
@@ -331,6 +349,7 @@ impl RegistryClient {
         let fail = |problem: String, status: Option<u16>| fail_with(problem, status, None);
         let policy = &st.settings.retry;
         let mut attempt = 0;
+        let mut roots_retried = false;
         loop {
             attempt += 1;
             let req = token::request(&st.http, realm, service, scope, creds)
@@ -339,6 +358,10 @@ impl RegistryClient {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    if roots_were_missing(&e, &mut roots_retried).await {
+                        attempt -= 1;
+                        continue;
+                    }
                     let kind = transport_kind(&e);
                     if kind != TransportKind::Tls
                         && let Some(d) = policy.next_delay(attempt, None)
@@ -456,7 +479,11 @@ impl RegistryClient {
         F: Fn() -> reqwest::RequestBuilder,
     {
         let policy = &st.settings.retry;
+        if st.settings.needs_system_roots() {
+            tls::load_system_roots().await;
+        }
         let mut attempt = 0;
+        let mut roots_retried = false;
         loop {
             attempt += 1;
             let mut req = build().timeout(st.settings.timeout);
@@ -466,6 +493,10 @@ impl RegistryClient {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    if roots_were_missing(&e, &mut roots_retried).await {
+                        attempt -= 1;
+                        continue;
+                    }
                     let kind = transport_kind(&e);
                     tracing::debug!(registry = %st.name, attempt, ?kind, "request failed");
                     if kind != TransportKind::Tls
@@ -513,6 +544,19 @@ impl RegistryClient {
             return Ok(resp);
         }
     }
+}
+
+/// After a handshake that needed the system trust roots before they were read (a chain that is
+/// not the registry's own CA's, or a token realm or redirect elsewhere): reads them, once per
+/// process and off the runtime, and says to send again. Once per request.
+async fn roots_were_missing(e: &reqwest::Error, retried: &mut bool) -> bool {
+    if *retried || !tls::needs_system_roots(e) {
+        return false;
+    }
+    tracing::debug!("reading the system trust roots for a TLS connection");
+    tls::load_system_roots().await;
+    *retried = true;
+    true
 }
 
 /// Marks the value sensitive: `http`'s `Debug` then prints "Sensitive" and HTTP/2 never indexes it.
@@ -597,6 +641,63 @@ mod tests {
     #[test]
     fn client_is_send_sync_and_cheap_to_clone() {
         assert_send_sync_clone::<RegistryClient>();
+    }
+
+    /// Poisons `lock` the way a bug would: a thread panics while holding it.
+    fn poison<T: Send>(lock: &Mutex<T>) {
+        std::thread::scope(|s| {
+            let holder = s.spawn(|| {
+                let _held = lock.lock();
+                panic!("a panic while holding the lock (expected by this test)");
+            });
+            assert!(holder.join().is_err());
+        });
+        assert!(lock.is_poisoned());
+    }
+
+    /// A panic under one of the client's locks must not turn every later probe into a panic:
+    /// with the registry table, a registry's challenge and its token table poisoned, the same
+    /// client still probes (a cached token's scope and a new one) against a real token-auth
+    /// registry.
+    #[tokio::test]
+    async fn a_poisoned_lock_does_not_break_later_probes() {
+        use kaniko_builder_core::Probe;
+        use kaniko_builder_testkit::{RegistryAuth, TestRegistry};
+        kaniko_builder_testkit::init_tracing();
+        let reg = TestRegistry::start(RegistryAuth::Token).await.expect("registry");
+        let digest = reg.push_image("team/app", "v1", b"hello").await.expect("push");
+        let client = RegistryClient::builder()
+            .docker_config(DockerConfig::from_json(&reg.docker_config_json()).expect("config"))
+            .registry(
+                reg.host(),
+                RegistrySettings::default().ca_pem(reg.ca_pem().expect("a TLS registry")),
+            )
+            .build()
+            .expect("client");
+        let image: ImageRef = format!("{}/team/app:v1", reg.host()).parse().expect("image");
+        let exists = |p: Probe| p.manifest().map(|m| m.digest.to_string());
+        assert_eq!(
+            exists(client.probe(&image).await.expect("first probe")),
+            Some(digest.clone())
+        );
+
+        let st = client.state_for(&image);
+        poison(&client.inner.states);
+        poison(&st.challenge);
+        poison(&st.tokens);
+
+        assert_eq!(
+            exists(client.probe(&image).await.expect("probe after the poisoning")),
+            Some(digest)
+        );
+        let other: ImageRef = format!("{}/team/other:v1", reg.host()).parse().expect("image");
+        assert_eq!(
+            client
+                .probe(&other)
+                .await
+                .expect("a new scope after the poisoning"),
+            Probe::Absent
+        );
     }
 
     #[test]

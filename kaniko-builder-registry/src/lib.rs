@@ -16,8 +16,21 @@
 //! # Ok(()) }
 //! ```
 //!
-//! TLS uses rustls with the `ring` provider passed explicitly, so embedding programs may install
-//! any process-wide provider, or none.
+//! # TLS and cargo features
+//!
+//! TLS is rustls, with the crypto provider passed explicitly to every configuration: the
+//! program's process-wide default when it installed one, otherwise the one a feature names.
+//! The library never installs a process-wide provider.
+//!
+//! - `ring` (default): rustls' `ring` provider.
+//! - `aws-lc-rs`: rustls' `aws-lc-rs` provider, rustls' own default. Turn off the default
+//!   features with it (`default-features = false, features = ["aws-lc-rs"]`) so a program that
+//!   uses rustls' defaults has one provider compiled in. When both features are enabled,
+//!   `aws-lc-rs` is used. With neither, the program must install a process default before it
+//!   builds a client (else [`RegistryClientBuilder::build`] returns an error).
+//!
+//! The system's trust roots are read once per process, off the async runtime, and only when a
+//! connection needs them (not for plain HTTP, nor when a registry's own CA verifies it).
 
 pub mod auth;
 mod blob;
@@ -25,9 +38,21 @@ mod client;
 pub mod error;
 mod flow;
 mod probe;
+mod proxy;
 pub mod retry;
+mod secret_config;
 pub mod settings;
 mod tls;
+
+/// rustls plumbing shared with `kaniko-builder-k8s` (the provider choice, the lazily read system
+/// roots). Not part of the API.
+#[doc(hidden)]
+pub mod __tls {
+    pub use crate::tls::{
+        MissingRoots, NO_PROVIDER, crypto_provider, load_system_roots, needs_system_roots, roots_verifier,
+        system_roots_loaded,
+    };
+}
 
 pub use auth::{ConfigOrigin, Credentials, DockerConfig};
 pub use client::{RegistryClient, RegistryClientBuilder};

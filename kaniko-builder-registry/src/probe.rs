@@ -95,16 +95,32 @@ impl RegistryClient {
     }
 
     /// Probes many images with bounded concurrency over pooled connections; one token fetch per
-    /// repository. Results come back in input order.
-    pub async fn probe_many<'a, I>(&self, images: I) -> Vec<Result<Probe>>
+    /// repository. Results come back in input order. The future is `Send`: it can be spawned, or
+    /// held across an `.await` in a spawned future.
+    pub fn probe_many<'a, I>(&self, images: I) -> impl Future<Output = Vec<Result<Probe>>> + Send
     where
         I: IntoIterator<Item = &'a ImageRef>,
     {
-        futures::stream::iter(images)
-            .map(|image| self.probe(image))
-            .buffered(self.inner.concurrency)
-            .collect()
-            .await
+        // Collected first, and driven without a closure over the borrowed images: a
+        // `stream::iter(..).map(|image| self.probe(image)).buffered(n)` future is not provably
+        // `Send` (its closure's signature is not general enough over the images' lifetime).
+        let images: Vec<&'a ImageRef> = images.into_iter().collect();
+        let limit = self.inner.concurrency;
+        async move {
+            let mut results = Vec::with_capacity(images.len());
+            let mut running = futures::stream::FuturesOrdered::new();
+            let mut pending = images.into_iter();
+            loop {
+                while running.len() < limit {
+                    let Some(image) = pending.next() else { break };
+                    running.push_back(self.probe(image));
+                }
+                match running.next().await {
+                    Some(result) => results.push(result),
+                    None => return results,
+                }
+            }
+        }
     }
 }
 
@@ -151,5 +167,20 @@ fn check_pinned(st: &RegistryState, image: &ImageRef, served: &Digest) -> Result
             format!("registry serves {served}, reference pins {pinned}"),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `probe_many`'s future is `Send`, so a caller can spawn it or hold it in a spawned future.
+    #[allow(dead_code)]
+    fn probe_many_is_send(client: &RegistryClient, images: &[ImageRef]) {
+        fn send<T: Send>(_: T) {}
+        send(client.probe_many(images));
+        send(client.probe_many(images.iter()));
+        let refs: Vec<&ImageRef> = images.iter().collect();
+        send(client.probe_many(refs));
     }
 }

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use crate::proxy::ProxyChoice;
 use crate::retry::RetryPolicy;
 
 /// How to talk to one registry. `Default` is HTTPS with the system's roots, a 30 s request
-/// timeout and [`RetryPolicy::default`].
+/// timeout, [`RetryPolicy::default`] and the proxy the environment names (see [`Self::proxy`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrySettings {
     pub(crate) plain_http: bool,
@@ -14,6 +15,7 @@ pub struct RegistrySettings {
     pub(crate) timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) retry: RetryPolicy,
+    pub(crate) proxy: ProxyChoice,
 }
 
 impl Default for RegistrySettings {
@@ -25,6 +27,7 @@ impl Default for RegistrySettings {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            proxy: ProxyChoice::default(),
         }
     }
 }
@@ -73,6 +76,30 @@ impl RegistrySettings {
         self
     }
 
+    /// Sends every request for this registry, its token service included, through the proxy
+    /// at `url` (`http://[user:password@]host:port`, or `https://`; credentials percent-encoded
+    /// and never logged), whatever the proxy variables say. Checked when the client is built.
+    ///
+    /// Default: the proxy variables, read when the client is built, with curl's and reqwest's
+    /// rules: `HTTPS_PROXY`/`https_proxy` for HTTPS registries, `HTTP_PROXY`/`http_proxy` for
+    /// plain-HTTP ones, `ALL_PROXY`/`all_proxy` for both when those are unset, and no proxy for
+    /// the hosts `NO_PROXY`/`no_proxy` lists (names with their subdomains, IP addresses, CIDR
+    /// ranges, or `*`); none count in a CGI program (`REQUEST_METHOD` set). Each request's own
+    /// host decides, so a token service elsewhere may be proxied differently.
+    #[must_use]
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxyChoice::Url(url.into());
+        self
+    }
+
+    /// Connects to this registry directly, whatever the proxy variables say (see
+    /// [`Self::proxy`] for the default). The later of the two calls counts.
+    #[must_use]
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Direct;
+        self
+    }
+
     /// Whether requests go over plain HTTP.
     pub fn is_plain_http(&self) -> bool {
         self.plain_http
@@ -80,6 +107,12 @@ impl RegistrySettings {
 
     pub(crate) fn scheme(&self) -> &'static str {
         if self.plain_http { "http" } else { "https" }
+    }
+
+    /// Whether every connection checks the server's chain against the system roots alone (HTTPS,
+    /// verified, no CA of its own): they are read before the first request.
+    pub(crate) fn needs_system_roots(&self) -> bool {
+        !self.plain_http && !self.skip_tls_verify && self.ca_pems.is_empty()
     }
 
     /// Settings that need a TLS configuration of their own.

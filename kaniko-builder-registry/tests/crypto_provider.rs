@@ -32,4 +32,10 @@ fn works_without_and_with_a_process_provider() {
         .install_default()
         .expect("host installs its provider");
     let _client = build();
+    let installed = CryptoProvider::get_default().expect("installed");
+    let used = kaniko_builder_registry::__tls::crypto_provider().expect("a provider");
+    assert!(
+        std::sync::Arc::ptr_eq(installed, &used),
+        "the program's process default is the one used"
+    );
 }

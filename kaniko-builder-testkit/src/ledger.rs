@@ -29,6 +29,8 @@ pub const TEST_LITERALS: &[(&str, &str)] = &[
     ("k8s tests/common PASSWORD", "Sup3r-S3cret-Golden-9f2c"),
     ("TestRegistry::PASSWORD", crate::TestRegistry::PASSWORD),
     ("TestRegistry::REFRESH_TOKEN", crate::TestRegistry::REFRESH_TOKEN),
+    ("TestProxy::PASSWORD", crate::TestProxy::PASSWORD),
+    ("registry tests/proxy.rs password in a proxy URL", "hunter2-pw"),
 ];
 
 /// One secret: what it is (safe to print) and its value (never printed).

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kaniko_builder_core::{BuildConfig, ContextSource, ImageRef};
 use kaniko_builder_k8s::manifest::{
-    BUILDER_CONTAINER, BuildManifests, Decision, INIT_CONTAINER, JobOptions, render,
+    BUILDER_CONTAINER, BuildManifests, INIT_CONTAINER, JobOptions, parse_init_message, render,
 };
 use kaniko_builder_registry::{DockerConfig, Probe, RegistryClient, RegistrySettings};
 use kaniko_builder_testkit::cluster::{Component, DEFAULT_CONTROLLERS};
@@ -301,8 +301,8 @@ async fn a_rendered_job_builds_for_real_and_completes_with_the_pushed_digest() -
     let init = terminated(&pod, INIT_CONTAINER).context("init terminated")?;
     assert_eq!((init.exit_code, init.reason.as_deref()), (0, Some("Completed")));
     assert_eq!(
-        init.message.as_deref().and_then(Decision::parse),
-        Decision::parse(r#"{"decision":"build","reason":"absent"}"#)
+        init.message.as_deref().and_then(parse_init_message),
+        parse_init_message(r#"{"decision":"build","reason":"absent"}"#)
     );
     let built = terminated(&pod, BUILDER_CONTAINER).context("builder terminated")?;
     assert_eq!((built.exit_code, built.reason.as_deref()), (0, Some("Completed")));
@@ -413,8 +413,8 @@ async fn a_registry_that_rejects_the_credentials_fails_the_init_container_and_th
     let init = terminated(&pod, INIT_CONTAINER).context("init terminated")?;
     assert_eq!((init.exit_code, init.reason.as_deref()), (1, Some("Error")));
     let message = init.message.clone().unwrap_or_default();
-    match Decision::parse(&message) {
-        Some(Decision::Error { message }) => {
+    match parse_init_message(&message) {
+        Some(Err(message)) => {
             assert!(message.contains("cannot tell whether"), "{message}");
             assert!(message.contains("401"), "{message}");
         }

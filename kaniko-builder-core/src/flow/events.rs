@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use serde::Serialize;
 
-use super::ObjectRef;
+use super::{Decision, ObjectRef};
 use crate::digest::Digest;
 
 /// One step of a build, or a line of its log. Steps arrive in order; under pressure a slow
@@ -75,7 +75,7 @@ pub enum BuildEvent {
     /// The in-cluster check decided.
     InitCheck {
         /// What it decided.
-        decision: InitDecision,
+        decision: Decision,
     },
     /// Part or all of the local context reached the cluster.
     ContextUploaded {
@@ -113,6 +113,14 @@ pub enum BuildEvent {
         /// What stays on the cluster.
         kept: Vec<ObjectRef>,
     },
+    /// A warning: the Kubernetes API server's certificate is not verified (its kubeconfig sets
+    /// `insecure-skip-tls-verify`), so anyone on the path can read and change the traffic, the
+    /// build's registry credentials included. Sent first, by a run that builds its Kubernetes
+    /// client itself from such a configuration.
+    TlsNotVerified {
+        /// The API server's URL.
+        server: String,
+    },
 }
 
 impl BuildEvent {
@@ -120,23 +128,6 @@ impl BuildEvent {
     pub fn is_log(&self) -> bool {
         matches!(self, Self::Log { .. })
     }
-}
-
-/// What the in-cluster check decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum InitDecision {
-    /// The image exists with this digest: nothing is built.
-    Skip {
-        /// Its digest.
-        digest: Digest,
-    },
-    /// kaniko builds.
-    Build {
-        /// Whether it was forced (otherwise the image was absent).
-        forced: bool,
-    },
 }
 
 /// How the local context reached the Pod.

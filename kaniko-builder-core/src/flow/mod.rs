@@ -42,13 +42,13 @@
 //! # Ok::<(), kaniko_builder_core::Error>(()) }).unwrap();
 //! ```
 
+mod decision;
 mod events;
 mod outcome;
 mod run;
 
 use std::fmt;
 
-use serde::Serialize;
 pub use tokio_util::sync::CancellationToken;
 
 use crate::config::BuildConfig;
@@ -56,7 +56,8 @@ use crate::digest::Digest;
 use crate::image_ref::ImageRef;
 use crate::probe::{Manifest, Probe};
 
-pub use events::{BuildEvent, EventSink, EventStream, InitDecision, UploadVia};
+pub use decision::{BuildReason, Decision};
+pub use events::{BuildEvent, EventSink, EventStream, UploadVia};
 pub use outcome::{BuildFailure, BuildOutcome, ExecError, FailureReason, ObjectRef, SkippedBy};
 pub use run::{FlowOptions, run_build};
 
@@ -137,17 +138,6 @@ pub trait BlobStore: Send + Sync {
     async fn push_blob(&self, repository: &ImageRef, data: bytes::Bytes) -> Result<Digest, RegistryFailure>;
 }
 
-/// Why the executor is asked to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum PlanReason {
-    /// The caller's probe found no image.
-    Absent,
-    /// The build is forced; the image may exist.
-    Forced,
-}
-
 /// What the executor is asked to do: build `config`, for `reason`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -155,19 +145,65 @@ pub struct BuildPlan {
     /// The build.
     pub config: BuildConfig,
     /// Why it runs.
-    pub reason: PlanReason,
+    pub reason: BuildReason,
     /// What the caller's probe found (an existing manifest when forced), if it probed.
     pub probed: Option<Manifest>,
 }
 
 impl BuildPlan {
     /// A plan to build `config`.
-    pub fn new(config: BuildConfig, reason: PlanReason, probed: Option<Manifest>) -> Self {
+    pub fn new(config: BuildConfig, reason: BuildReason, probed: Option<Manifest>) -> Self {
         Self {
             config,
             reason,
             probed,
         }
+    }
+
+    /// What identifies this build for sharing: [`BuildKey::new`] of the config, forced when the
+    /// plan's reason is [`BuildReason::Forced`].
+    pub fn key(&self) -> BuildKey {
+        BuildKey::new(&self.config, self.reason == BuildReason::Forced)
+    }
+}
+
+/// What identifies one build for sharing: the namespace it runs in, its
+/// [`build_hash`](BuildConfig::build_hash) (what is built and where it is pushed) and whether it
+/// is forced. Builds with the same key have the same result, so they can share one run: the
+/// Kubernetes runner's concurrent callers share a run by this key, and a batch of builds builds
+/// each key once. The [`job_name`](BuildConfig::job_name) is not such a key: it leaves out the
+/// namespace and the forcing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BuildKey {
+    namespace: String,
+    build_hash: Digest,
+    forced: bool,
+}
+
+impl BuildKey {
+    /// The key of `config`, built `forced` or not (a caller's build is forced when
+    /// [`BuildConfig::force`] is set: that is the plan [`run_build`] hands the executor).
+    pub fn new(config: &BuildConfig, forced: bool) -> Self {
+        Self {
+            namespace: config.namespace().to_owned(),
+            build_hash: config.build_hash(),
+            forced,
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The build hash.
+    pub fn build_hash(&self) -> &Digest {
+        &self.build_hash
+    }
+
+    /// Whether the build is forced.
+    pub fn forced(&self) -> bool {
+        self.forced
     }
 }
 

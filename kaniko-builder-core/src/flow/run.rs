@@ -8,8 +8,8 @@ use futures::future::{Either, select};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BuildEvent, BuildExecutor, BuildFailure, BuildOutcome, BuildPlan, EventSink, ExecError, Executed,
-    FailureReason, ImageProbe, ObjectRef, PlanReason, SkippedBy,
+    BuildEvent, BuildExecutor, BuildFailure, BuildOutcome, BuildPlan, Decision, EventSink, ExecError,
+    Executed, FailureReason, ImageProbe, ObjectRef, SkippedBy,
 };
 use crate::config::BuildConfig;
 use crate::digest::Digest;
@@ -94,23 +94,18 @@ pub async fn run_build(
         exists: existing.is_some(),
         digest: existing.as_ref().map(|m| m.digest.clone()),
     });
-    if let Some(manifest) = &existing
-        && !config.force()
-    {
-        return Ok(BuildOutcome::Skipped {
-            image: image.clone(),
-            digest: manifest.digest.clone(),
-            by: SkippedBy::Caller,
-            job: None,
-            kept: Vec::new(),
-            duration: started.elapsed(),
-        });
-    }
-
-    let reason = if config.force() {
-        PlanReason::Forced
-    } else {
-        PlanReason::Absent
+    let reason = match Decision::from_probe(&probed, config.force()) {
+        Decision::Skip { digest } => {
+            return Ok(BuildOutcome::Skipped {
+                image: image.clone(),
+                digest,
+                by: SkippedBy::Caller,
+                job: None,
+                kept: Vec::new(),
+                duration: started.elapsed(),
+            });
+        }
+        Decision::Build { reason } => reason,
     };
     let plan = BuildPlan::new(config.clone(), reason, existing);
     // The executor watches the token itself, so it can clean up before returning.

@@ -326,7 +326,9 @@ fn a_slow_consumer_loses_log_lines_never_steps() {
 #[test]
 fn events_and_outcomes_serialise_for_machines() {
     let e = BuildEvent::InitCheck {
-        decision: InitDecision::Build { forced: true },
+        decision: Decision::Build {
+            reason: BuildReason::Forced,
+        },
     };
     let json = serde_json::to_value(&e).expect("json");
     assert_eq!(json["event"], "init_check");
@@ -335,4 +337,33 @@ fn events_and_outcomes_serialise_for_machines() {
         after: std::time::Duration::from_secs(3),
     };
     assert_eq!(serde_json::to_value(&r).expect("json")["kind"], "timeout");
+}
+
+/// The key runs are shared by (and a batch dedupes by) counts the namespace and the forcing,
+/// which the Job name leaves out, and not what does not change the result.
+#[test]
+fn build_keys_count_namespace_and_forcing_but_not_verbosity() {
+    use crate::config::Verbosity;
+    let image: ImageRef = "registry.local:5000/app:v1".parse().expect("image");
+    let base = BuildConfig::builder(image.clone()).build().expect("config");
+    let key = |c: &BuildConfig| BuildKey::new(c, c.force());
+    let forced = BuildConfig::builder(image.clone())
+        .force(true)
+        .build()
+        .expect("config");
+    let elsewhere = BuildConfig::builder(image.clone())
+        .namespace("elsewhere")
+        .build()
+        .expect("config");
+    let chatty = BuildConfig::builder(image)
+        .verbosity(Verbosity::Debug)
+        .build()
+        .expect("config");
+    assert_eq!(forced.job_name(), base.job_name());
+    assert_eq!(elsewhere.job_name(), base.job_name());
+    assert_ne!(key(&forced), key(&base));
+    assert_ne!(key(&elsewhere), key(&base));
+    assert_eq!(key(&chatty), key(&base));
+    let plan = BuildPlan::new(forced.clone(), BuildReason::Forced, None);
+    assert_eq!(plan.key(), key(&forced));
 }

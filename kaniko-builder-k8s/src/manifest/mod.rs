@@ -18,16 +18,24 @@
 //! Namespace; the build Pod's ServiceAccount (no token, no permissions); the orchestrator's
 //! ServiceAccount, Role and RoleBinding; the `kubernetes.io/dockerconfigjson` Secret (only when
 //! credentials are given); the ConfigMap with the seed's keys; the `batch/v1` Job. The Namespace,
-//! ServiceAccounts, Role, RoleBinding and Secret are shared by the builds of a namespace; the
-//! ConfigMap (outside seed-compatible mode) and the Job belong to one build and carry the
-//! `app.kubernetes.io/instance=<job name>` and [`LABEL_IMAGE_HASH`] labels.
+//! ServiceAccounts, Role and RoleBinding are shared by the builds of a namespace; the ConfigMap
+//! (outside seed-compatible mode) and the Job belong to one build and carry the
+//! `app.kubernetes.io/instance=<job name>` and [`LABEL_IMAGE_HASH`] labels. The Secret is, by
+//! default, one per set of credentials, `kb-docker-config-<hash of its content>`: shared by the
+//! builds with the same credentials, never touched by builds with others, and owned by the Jobs
+//! that mount it once the runner made them ([`crate::apply::own_secret`]), so it goes with the
+//! last of them ([`BuildManifests::secret_per_credentials`]). In seed-compatible mode or with
+//! [`JobOptions::secret_name`] it is the one Secret of that name, shared by the namespace's builds
+//! and kept.
 //!
 //! # The contract between the containers
 //! A stand-in kubelet and the orchestrator rely on exactly this; change it only deliberately.
 //!
 //! **Volumes.** `docker-config`: the Secret, item `.dockerconfigjson` as `config.json`, mounted
 //! read-only at `/kaniko/.docker` in both containers (never inside the context; `optional` when
-//! no credentials were rendered, so a Secret created by hand as in the seed is still used).
+//! no credentials were rendered but a Secret is named — seed-compatible mode or
+//! [`JobOptions::secret_name`] — so a Secret created by hand as in the seed is still used; absent
+//! when neither credentials nor a name are given).
 //! `kaniko-state`: an `emptyDir` at `/kaniko/state`, writable by `kaniko-init`, read-only in
 //! `image-builder`. `build-context` at `/workspace`: a `hostPath` (type `Directory`), a PVC
 //! (read-only, with `subPath`) or, for uploads, an `emptyDir` writable by `kaniko-init`; always
@@ -67,7 +75,7 @@
 //!    success, not a failed Pod. An error writes `{"decision":"error","message":"…"}` there and
 //!    exits 1 (the Job fails, backoffLimit 0).
 //!
-//! Decisions ([`Decision`]): `{"decision":"skip","digest":"sha256:…"}`,
+//! Decisions ([`Decision`], read with [`parse_init_message`]): `{"decision":"skip","digest":"sha256:…"}`,
 //! `{"decision":"build","reason":"absent"}`, `{"decision":"build","reason":"forced"}`,
 //! `{"decision":"build","reason":"unverified"}`.
 //!
@@ -100,6 +108,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kaniko_builder_core::Digest;
+pub use kaniko_builder_core::flow::{BuildReason, Decision};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -110,7 +119,7 @@ pub use render::render;
 pub use options::{
     DEFAULT_ACTIVE_DEADLINE, DEFAULT_BUILD_SERVICE_ACCOUNT, DEFAULT_EXECUTOR_IMAGE, DEFAULT_INIT_IMAGE,
     DEFAULT_ORCHESTRATOR_SERVICE_ACCOUNT, DEFAULT_SECRET_NAME, DEFAULT_TTL_AFTER_FINISHED, INIT_UID,
-    JobOptions, ORCHESTRATOR_ROLE, Orchestrator, SEED_CONFIG_MAP_NAME,
+    JobOptions, ORCHESTRATOR_ROLE, Orchestrator, SECRET_NAME_PREFIX, SEED_CONFIG_MAP_NAME,
 };
 
 /// The init container's name (the seed's).
@@ -161,49 +170,23 @@ const VOLUME_DOCKER_CONFIG: &str = "docker-config";
 const VOLUME_STATE: &str = "kaniko-state";
 const VOLUME_CONTEXT: &str = "build-context";
 
-/// What `kaniko-init` decided, as written to `/kaniko/state/decision` and the termination log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Decision {
-    /// The image exists with this digest; nothing is built.
-    Skip {
-        /// The digest the registry reported.
-        digest: Digest,
-    },
-    /// kaniko builds and pushes.
-    Build {
-        /// Why.
-        reason: BuildReason,
-    },
-    /// The check could not tell (auth, network, registry error); the Pod failed.
-    Error {
-        /// The init script's message, quotes and backslashes removed.
-        message: String,
-    },
-}
-
-/// Why a build runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum BuildReason {
-    /// The registry said the tag does not exist.
-    Absent,
-    /// `FORCE_BUILD` asked for it.
-    Forced,
-    /// crane was refused by the registry, but the executor may hold credentials crane lacks
-    /// (kaniko's credential helpers, workload identity): the caller's probe found the tag
-    /// absent, or the Secret has no entry for the registry. The executor's push decides.
-    Unverified,
-}
-
-impl Decision {
-    /// Parses a termination message or decision file; `None` when it is not a decision (after a
-    /// build, `image-builder`'s termination message is the pushed digest instead).
-    pub fn parse(message: &str) -> Option<Self> {
-        serde_json::from_str(message.trim()).ok()
+/// Parses what `kaniko-init` wrote to its termination message or `/kaniko/state/decision`: its
+/// [`Decision`], or `Err(message)` when it could not tell (`{"decision":"error","message":…}`:
+/// auth, network, registry error; the Pod failed). `None` when it is neither (after a build,
+/// `image-builder`'s termination message is the pushed digest instead).
+pub fn parse_init_message(message: &str) -> Option<std::result::Result<Decision, String>> {
+    #[derive(Deserialize)]
+    #[serde(tag = "decision", rename_all = "lowercase")]
+    enum CannotTell {
+        Error { message: String },
     }
+    let message = message.trim();
+    if let Ok(decision) = serde_json::from_str::<Decision>(message) {
+        return Some(Ok(decision));
+    }
+    serde_json::from_str::<CannotTell>(message)
+        .ok()
+        .map(|CannotTell::Error { message }| Err(message))
 }
 
 /// Every object of one build. Fields are public for callers that apply them one by one;
@@ -227,6 +210,8 @@ pub struct BuildManifests {
     pub config_map: ConfigMap,
     /// The build.
     pub job: Job,
+    /// Whether [`secret`](Self::secret) is a per-credentials Secret (the default).
+    secret_per_credentials: bool,
 }
 
 /// One object of [`BuildManifests`], borrowed; serialises as the object itself.
@@ -322,6 +307,7 @@ impl fmt::Debug for BuildManifests {
             .field("secret", &self.secret.as_ref().map(RedactedSecret))
             .field("config_map", &self.config_map)
             .field("job", &self.job)
+            .field("secret_per_credentials", &self.secret_per_credentials)
             .finish()
     }
 }
@@ -347,6 +333,16 @@ impl BuildManifests {
     /// The Job's name.
     pub fn job_name(&self) -> &str {
         self.job.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the Secret is a per-credentials one (the default, without seed-compatible mode or
+    /// [`JobOptions::secret_name`]): `kb-docker-config-<hash>`, shared by every build with the
+    /// same credentials. Such a Secret is made after the Job, owned by it
+    /// ([`crate::apply::own_secret`]; each Job that mounts it adds itself as an owner), and the
+    /// garbage collector deletes it once its last owner is gone. `false` for a Secret shared by
+    /// name, which [`crate::apply::apply_build`] applies before the Job and which is kept.
+    pub fn secret_per_credentials(&self) -> bool {
+        self.secret_per_credentials && self.secret.is_some()
     }
 
     /// The build namespace.

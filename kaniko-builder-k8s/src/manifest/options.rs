@@ -23,8 +23,13 @@ pub const DEFAULT_EXECUTOR_IMAGE: &str = "ghcr.io/osscontainertools/kaniko:v1.28
 /// v0.22.1 is the newest `crane/debug` tag public sources pin by digest. Check and mirror it like
 /// [`DEFAULT_EXECUTOR_IMAGE`], then point [`JobOptions::init_image`] at the mirror.
 pub const DEFAULT_INIT_IMAGE: &str = "gcr.io/go-containerregistry/crane/debug:v0.22.1";
-/// The Secret holding the docker `config.json`, the seed's name.
+/// The seed's Secret name: used in seed-compatible mode, and the usual explicit
+/// [`JobOptions::secret_name`] for a Secret made by hand.
 pub const DEFAULT_SECRET_NAME: &str = "docker-config-secret";
+/// The prefix of a per-credentials Secret's name (the default): `kb-docker-config-` and the first
+/// 20 hex digits of the sha256 of the `config.json` it holds, so builds with the same credentials
+/// share one Secret and builds with other credentials never touch it.
+pub const SECRET_NAME_PREFIX: &str = "kb-docker-config-";
 /// The seed's ConfigMap name, used in seed-compatible mode.
 pub const SEED_CONFIG_MAP_NAME: &str = "my-kaniko-builder-configmap";
 /// The generated ServiceAccount the build Pod runs as: no token, no permissions.
@@ -275,7 +280,12 @@ impl JobOptions {
         self
     }
 
-    /// The Secret holding the docker `config.json`. Default: `docker-config-secret`, the seed's.
+    /// One Secret of this name holds the docker `config.json` of every build of the namespace
+    /// that sets it (the last build applied wins), and is kept: only for a Secret made by hand
+    /// or a namespace with one set of credentials. Default: a Secret per set of credentials,
+    /// `kb-docker-config-<hash of its content>` ([`SECRET_NAME_PREFIX`]), owned by the Jobs that
+    /// mount it and collected with the last of them; no Secret at all without credentials.
+    /// Seed-compatible mode uses `docker-config-secret`.
     pub fn secret_name(mut self, name: impl Into<String>) -> Self {
         self.secret_name = Some(name.into());
         self

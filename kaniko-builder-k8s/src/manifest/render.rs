@@ -16,7 +16,7 @@ use kaniko_builder_core::config::{ContextSource, SeedConfig, seed};
 
 use super::options::{
     DEFAULT_BUILD_SERVICE_ACCOUNT, DEFAULT_SECRET_NAME, JobOptions, ORCHESTRATOR_ROLE, Orchestrator,
-    SEED_CONFIG_MAP_NAME,
+    SECRET_NAME_PREFIX, SEED_CONFIG_MAP_NAME,
 };
 use super::{
     ANNOTATION_BUILD_HASH, ANNOTATION_IMAGE, APP, BUILDER_CONTAINER, BuildManifests, CONTEXT_DIR,
@@ -31,12 +31,26 @@ struct Names {
     namespace: String,
     job: String,
     config_map: String,
-    secret: String,
+    /// The Secret the Pod mounts; `None` when none is (no credentials and no name given).
+    secret: Option<String>,
+    /// The Secret is the per-credentials one, owned by the Jobs that mount it (not kept).
+    secret_per_credentials: bool,
     build_service_account: String,
     generate_build_service_account: bool,
 }
 
-fn resolve_names(config: &BuildConfig, options: &JobOptions) -> Result<Names> {
+/// The per-credentials Secret's name: [`SECRET_NAME_PREFIX`] and 20 hex digits of the sha256 of
+/// the `config.json` (as kustomize's `secretGenerator` names a Secret by its content).
+fn per_credentials_secret_name(docker_config_json: &[u8]) -> String {
+    let digest = kaniko_builder_core::Digest::sha256(docker_config_json);
+    format!("{SECRET_NAME_PREFIX}{}", &digest.hex()[..20])
+}
+
+fn resolve_names(
+    config: &BuildConfig,
+    options: &JobOptions,
+    docker_config_json: Option<&[u8]>,
+) -> Result<Names> {
     let namespace = config.namespace().to_owned();
     let job = config.job_name();
     let (secret, config_map) = if options.seed_compatible {
@@ -59,18 +73,23 @@ fn resolve_names(config: &BuildConfig, options: &JobOptions) -> Result<Names> {
                 });
             }
         }
-        (DEFAULT_SECRET_NAME.to_owned(), SEED_CONFIG_MAP_NAME.to_owned())
+        (
+            Some(DEFAULT_SECRET_NAME.to_owned()),
+            SEED_CONFIG_MAP_NAME.to_owned(),
+        )
     } else {
         (
-            options
-                .secret_name
-                .clone()
-                .unwrap_or_else(|| DEFAULT_SECRET_NAME.to_owned()),
+            options.secret_name.clone(),
             options.config_map_name.clone().unwrap_or_else(|| job.clone()),
         )
     };
+    // Without a name given, each set of credentials has its own Secret, and no credentials none.
+    let secret_per_credentials = secret.is_none();
+    let secret = secret.or_else(|| docker_config_json.map(per_credentials_secret_name));
     validate::label("namespace", &namespace)?;
-    validate::subdomain("secret", &secret)?;
+    if let Some(secret) = &secret {
+        validate::subdomain("secret", secret)?;
+    }
     validate::subdomain("configmap", &config_map)?;
     let (build_service_account, generate_build_service_account) = match &options.service_account_name {
         Some(name) => (name.clone(), false),
@@ -82,6 +101,7 @@ fn resolve_names(config: &BuildConfig, options: &JobOptions) -> Result<Names> {
         job,
         config_map,
         secret,
+        secret_per_credentials,
         build_service_account,
         generate_build_service_account,
     })
@@ -185,8 +205,10 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-/// The Role's rules: exactly what an orchestrator does with a build.
-fn orchestrator_rules(secret: &str, exec_upload: bool) -> Vec<PolicyRule> {
+/// The Role's rules: exactly what an orchestrator does with a build. `named_secret`: the one
+/// Secret shared by name (seed-compatible mode, `secret_name`); `None` for per-credentials
+/// Secrets, whose names are not known in advance.
+fn orchestrator_rules(named_secret: Option<&str>, exec_upload: bool) -> Vec<PolicyRule> {
     let rule = |groups: &[&str], resources: &[&str], verbs: &[&str], names: Option<&str>| PolicyRule {
         api_groups: Some(strings(groups)),
         resources: Some(strings(resources)),
@@ -208,24 +230,38 @@ fn orchestrator_rules(secret: &str, exec_upload: bool) -> Vec<PolicyRule> {
     if exec_upload {
         rules.push(rule(&[""], &["pods/exec"], &["create"], None));
     }
-    rules.extend([
-        rule(
-            &[""],
-            &["configmaps"],
-            &["create", "get", "patch", "delete"],
-            None,
-        ),
+    rules.push(rule(
+        &[""],
+        &["configmaps"],
+        &["create", "get", "patch", "delete"],
+        None,
+    ));
+    match named_secret {
         // create cannot be limited by name; everything else is limited to the one Secret.
-        rule(&[""], &["secrets"], &["create"], None),
-        rule(&[""], &["secrets"], &["get", "patch", "delete"], Some(secret)),
-        rule(&["", "events.k8s.io"], &["events"], &["list", "watch"], None),
-    ]);
+        Some(secret) => rules.extend([
+            rule(&[""], &["secrets"], &["create"], None),
+            rule(&[""], &["secrets"], &["get", "patch", "delete"], Some(secret)),
+        ]),
+        // Per-credentials Secrets (`kb-docker-config-<hash>`): created, then patched to add each
+        // Job that mounts one as an owner. No get, list or delete: the garbage collector deletes
+        // a Secret with its last owner.
+        None => rules.push(rule(&[""], &["secrets"], &["create", "patch"], None)),
+    }
+    rules.push(rule(
+        &["", "events.k8s.io"],
+        &["events"],
+        &["list", "watch"],
+        None,
+    ));
     rules
 }
 
 /// Renders every object of the build described by `config`, run as `options` say. With
-/// `docker_config_json` (the bytes of a docker `config.json`), a Secret holds it; without, none is
-/// rendered and the Pod mounts the Secret named in the options if it exists (anonymous otherwise).
+/// `docker_config_json` (the bytes of a docker `config.json`), a Secret holds it: by default
+/// `kb-docker-config-<hash of the bytes>`, one per set of credentials (see
+/// [`BuildManifests::secret_per_credentials`]); in seed-compatible mode or with
+/// [`JobOptions::secret_name`], the Secret of that name. Without, none is rendered, and the Pod
+/// mounts the Secret named in the options if it exists, or none at all by default.
 ///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::InvalidMetadata`], [`Error::InvalidQuantity`] or
@@ -237,7 +273,7 @@ pub fn render(
     docker_config_json: Option<&[u8]>,
 ) -> Result<BuildManifests> {
     validate_options(options)?;
-    let names = resolve_names(config, options)?;
+    let names = resolve_names(config, options, docker_config_json)?;
     if let Some(json) = docker_config_json {
         validate_docker_config(json)?;
     }
@@ -325,7 +361,12 @@ pub fn render(
             });
             let role = Role {
                 metadata: meta(ORCHESTRATOR_ROLE, true, "orchestrator", false),
-                rules: Some(orchestrator_rules(&names.secret, options.exec_upload)),
+                rules: Some(orchestrator_rules(
+                    (!names.secret_per_credentials)
+                        .then_some(names.secret.as_deref())
+                        .flatten(),
+                    options.exec_upload,
+                )),
             };
             let binding = RoleBinding {
                 metadata: meta(ORCHESTRATOR_ROLE, true, "orchestrator", false),
@@ -340,15 +381,17 @@ pub fn render(
         }
     };
 
-    let secret = docker_config_json.map(|json| Secret {
-        metadata: meta(&names.secret, true, "credentials", false),
-        type_: Some(DOCKER_CONFIG_SECRET_TYPE.to_owned()),
-        data: Some(BTreeMap::from([(
-            DOCKER_CONFIG_KEY.to_owned(),
-            ByteString(json.to_vec()),
-        )])),
-        ..Secret::default()
-    });
+    let secret = docker_config_json
+        .zip(names.secret.as_deref())
+        .map(|(json, name)| Secret {
+            metadata: meta(name, true, "credentials", false),
+            type_: Some(DOCKER_CONFIG_SECRET_TYPE.to_owned()),
+            data: Some(BTreeMap::from([(
+                DOCKER_CONFIG_KEY.to_owned(),
+                ByteString(json.to_vec()),
+            )])),
+            ..Secret::default()
+        });
 
     let per_build_config_map = !options.seed_compatible && options.config_map_name.is_none();
     let config_map = ConfigMap {
@@ -368,6 +411,7 @@ pub fn render(
         secret,
         config_map,
         job,
+        secret_per_credentials: names.secret_per_credentials,
     })
 }
 
@@ -378,167 +422,13 @@ fn build_job(
     have_credentials: bool,
     meta: &dyn Fn(&str, bool, &str, bool) -> ObjectMeta,
 ) -> Result<Job> {
-    let context = config.context();
-    let mut volumes = vec![
-        Volume {
-            name: VOLUME_DOCKER_CONFIG.to_owned(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(names.secret.clone()),
-                items: Some(vec![KeyToPath {
-                    key: DOCKER_CONFIG_KEY.to_owned(),
-                    path: "config.json".to_owned(),
-                    ..KeyToPath::default()
-                }]),
-                optional: Some(!have_credentials),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        },
-        Volume {
-            name: VOLUME_STATE.to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        },
-    ];
-    let mut context_sub_path = None;
-    let context_volume = match context {
-        ContextSource::HostPath(path) => Some(Volume {
-            name: VOLUME_CONTEXT.to_owned(),
-            host_path: Some(HostPathVolumeSource {
-                path: path.to_string_lossy().into_owned(),
-                type_: Some("Directory".to_owned()),
-            }),
-            ..Volume::default()
-        }),
-        ContextSource::Pvc { claim, sub_path } => {
-            context_sub_path.clone_from(sub_path);
-            Some(Volume {
-                name: VOLUME_CONTEXT.to_owned(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.clone(),
-                    read_only: Some(true),
-                }),
-                ..Volume::default()
-            })
-        }
-        ContextSource::LocalDir(_) => Some(Volume {
-            name: VOLUME_CONTEXT.to_owned(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Volume::default()
-        }),
-        _ => None,
-    };
-    let has_context_volume = context_volume.is_some();
-    volumes.extend(context_volume);
-
-    let mut init_env = vec![
-        env("KB_DESTINATION", config.image().to_string()),
-        EnvVar {
-            name: seed::FORCE_BUILD.to_owned(),
-            value_from: Some(EnvVarSource {
-                config_map_key_ref: Some(ConfigMapKeySelector {
-                    name: names.config_map.clone(),
-                    key: seed::FORCE_BUILD.to_owned(),
-                    optional: Some(true),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        },
-        env("DOCKER_CONFIG", DOCKER_CONFIG_DIR),
-    ];
-    if config.destination_is_insecure() {
-        init_env.push(env("KB_INSECURE", "true"));
-    }
-    init_env.push(env("KB_CONTEXT_KIND", context.kind()));
-    init_env.push(env(super::ENV_CALLER_PROBE, ""));
-    let mut init_mounts = vec![
-        mount(VOLUME_DOCKER_CONFIG, DOCKER_CONFIG_DIR, true),
-        mount(VOLUME_STATE, STATE_DIR, false),
-    ];
-    let mut builder_env = vec![env("DOCKER_CONFIG", DOCKER_CONFIG_DIR)];
-    match context {
-        ContextSource::LocalDir(_) => {
-            init_env.push(env("KB_CONTEXT_BLOB", ""));
-            init_mounts.push(mount(VOLUME_CONTEXT, CONTEXT_DIR, false));
-        }
-        ContextSource::Git { url, reference, .. } => {
-            init_env.push(env("KB_GIT_URL", url.clone()));
-            init_env.push(env("KB_GIT_REF", reference.clone().unwrap_or_default()));
-            if url.starts_with("http://") {
-                builder_env.push(env("GIT_PULL_METHOD", "http"));
-            }
-        }
-        _ => {}
-    }
-
-    let mut builder_mounts = vec![
-        mount(VOLUME_DOCKER_CONFIG, DOCKER_CONFIG_DIR, true),
-        mount(VOLUME_STATE, STATE_DIR, true),
-    ];
-    if has_context_volume {
-        builder_mounts.push(VolumeMount {
-            sub_path: context_sub_path,
-            ..mount(VOLUME_CONTEXT, CONTEXT_DIR, true)
-        });
-    }
-
-    let init = Container {
-        name: INIT_CONTAINER.to_owned(),
-        image: Some(options.init_image.clone()),
-        command: Some(strings(&["/busybox/sh", "-c", scripts::INIT_SCRIPT])),
-        env: Some(init_env),
-        volume_mounts: Some(init_mounts),
-        resources: Some(options.init_resources.clone()),
-        security_context: Some(options.init_security_context.clone()),
-        termination_message_path: Some(TERMINATION_LOG.to_owned()),
-        termination_message_policy: Some("File".to_owned()),
-        ..Container::default()
-    };
-    let mut command = strings(&[
-        "/busybox/sh",
-        "-c",
-        scripts::BUILDER_WRAPPER,
-        scripts::BUILDER_ARGV0,
-    ]);
-    command.extend(kaniko_args(config));
-    let builder = Container {
-        name: BUILDER_CONTAINER.to_owned(),
-        image: Some(options.executor_image.clone()),
-        command: Some(command),
-        env: Some(builder_env),
-        volume_mounts: Some(builder_mounts),
-        resources: Some(options.executor_resources.clone()),
-        security_context: options.executor_security_context.clone(),
-        termination_message_path: Some(TERMINATION_LOG.to_owned()),
-        termination_message_policy: Some("File".to_owned()),
-        ..Container::default()
-    };
-
+    let volumes = PodVolumes::new(config, names, have_credentials);
+    let init = init_container(config, options, names, &volumes);
+    let builder = builder_container(config, options, &volumes);
     let mut pod_meta = meta(&names.job, true, "build", true);
     pod_meta.name = None;
     pod_meta.namespace = None;
-    let pod = PodSpec {
-        restart_policy: Some("Never".to_owned()),
-        service_account_name: Some(names.build_service_account.clone()),
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        init_containers: Some(vec![init]),
-        containers: vec![builder],
-        volumes: Some(volumes),
-        node_selector: (!options.node_selector.is_empty()).then(|| options.node_selector.clone()),
-        tolerations: (!options.tolerations.is_empty()).then(|| options.tolerations.clone()),
-        affinity: options.affinity.clone(),
-        image_pull_secrets: (!options.image_pull_secrets.is_empty()).then(|| {
-            options
-                .image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect()
-        }),
-        security_context: options.pod_security_context.clone(),
-        ..PodSpec::default()
-    };
+    let pod = pod_spec(options, names, init, builder, volumes.volumes);
     let deadline = i64::try_from(options.active_deadline.as_secs()).map_err(|_| Error::InvalidOption {
         option: "active_deadline",
         problem: "too long".to_owned(),
@@ -561,4 +451,218 @@ fn build_job(
         }),
         ..Job::default()
     })
+}
+
+/// The build Pod's volumes, and how the containers mount the shared ones.
+struct PodVolumes {
+    volumes: Vec<Volume>,
+    /// The Secret's mount, when a Secret is mounted.
+    docker_config: Option<VolumeMount>,
+    /// Whether there is a context volume (git and URL contexts have none: kaniko fetches them).
+    has_context: bool,
+    /// The PVC context's `subPath`.
+    context_sub_path: Option<String>,
+}
+
+impl PodVolumes {
+    fn new(config: &BuildConfig, names: &Names, have_credentials: bool) -> Self {
+        // No Secret named and no credentials: nothing is mounted, so a build never sees a Secret
+        // another build of the namespace made.
+        let docker_config_volume = names.secret.as_ref().map(|secret| Volume {
+            name: VOLUME_DOCKER_CONFIG.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.clone()),
+                items: Some(vec![KeyToPath {
+                    key: DOCKER_CONFIG_KEY.to_owned(),
+                    path: "config.json".to_owned(),
+                    ..KeyToPath::default()
+                }]),
+                optional: Some(!have_credentials),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        let docker_config = docker_config_volume
+            .as_ref()
+            .map(|_| mount(VOLUME_DOCKER_CONFIG, DOCKER_CONFIG_DIR, true));
+        let mut volumes: Vec<Volume> = docker_config_volume.into_iter().collect();
+        volumes.push(Volume {
+            name: VOLUME_STATE.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        });
+        let (context_volume, context_sub_path) = context_volume(config.context());
+        let has_context = context_volume.is_some();
+        volumes.extend(context_volume);
+        Self {
+            volumes,
+            docker_config,
+            has_context,
+            context_sub_path,
+        }
+    }
+}
+
+/// The volume the context is mounted from, and its `subPath`.
+fn context_volume(context: &ContextSource) -> (Option<Volume>, Option<String>) {
+    let volume = |source: Volume| {
+        Some(Volume {
+            name: VOLUME_CONTEXT.to_owned(),
+            ..source
+        })
+    };
+    match context {
+        ContextSource::HostPath(path) => (
+            volume(Volume {
+                host_path: Some(HostPathVolumeSource {
+                    path: path.to_string_lossy().into_owned(),
+                    type_: Some("Directory".to_owned()),
+                }),
+                ..Volume::default()
+            }),
+            None,
+        ),
+        ContextSource::Pvc { claim, sub_path } => (
+            volume(Volume {
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.clone(),
+                    read_only: Some(true),
+                }),
+                ..Volume::default()
+            }),
+            sub_path.clone(),
+        ),
+        ContextSource::LocalDir(_) => (
+            volume(Volume {
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }),
+            None,
+        ),
+        _ => (None, None),
+    }
+}
+
+/// `kaniko-init`: the registry check and the context fetch (see the contract in the module docs).
+fn init_container(
+    config: &BuildConfig,
+    options: &JobOptions,
+    names: &Names,
+    volumes: &PodVolumes,
+) -> Container {
+    let context = config.context();
+    let mut env_vars = vec![
+        env("KB_DESTINATION", config.image().to_string()),
+        EnvVar {
+            name: seed::FORCE_BUILD.to_owned(),
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: names.config_map.clone(),
+                    key: seed::FORCE_BUILD.to_owned(),
+                    optional: Some(true),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        env("DOCKER_CONFIG", DOCKER_CONFIG_DIR),
+    ];
+    if config.destination_is_insecure() {
+        env_vars.push(env("KB_INSECURE", "true"));
+    }
+    env_vars.push(env("KB_CONTEXT_KIND", context.kind()));
+    env_vars.push(env(super::ENV_CALLER_PROBE, ""));
+    let mut mounts: Vec<VolumeMount> = volumes.docker_config.iter().cloned().collect();
+    mounts.push(mount(VOLUME_STATE, STATE_DIR, false));
+    match context {
+        ContextSource::LocalDir(_) => {
+            env_vars.push(env("KB_CONTEXT_BLOB", ""));
+            mounts.push(mount(VOLUME_CONTEXT, CONTEXT_DIR, false));
+        }
+        ContextSource::Git { url, reference, .. } => {
+            env_vars.push(env("KB_GIT_URL", url.clone()));
+            env_vars.push(env("KB_GIT_REF", reference.clone().unwrap_or_default()));
+        }
+        _ => {}
+    }
+    Container {
+        name: INIT_CONTAINER.to_owned(),
+        image: Some(options.init_image.clone()),
+        command: Some(strings(&["/busybox/sh", "-c", scripts::INIT_SCRIPT])),
+        env: Some(env_vars),
+        volume_mounts: Some(mounts),
+        resources: Some(options.init_resources.clone()),
+        security_context: Some(options.init_security_context.clone()),
+        termination_message_path: Some(TERMINATION_LOG.to_owned()),
+        termination_message_policy: Some("File".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// `image-builder`: the wrapper that honours the decision, then the kaniko executor.
+fn builder_container(config: &BuildConfig, options: &JobOptions, volumes: &PodVolumes) -> Container {
+    let mut env_vars = vec![env("DOCKER_CONFIG", DOCKER_CONFIG_DIR)];
+    if let ContextSource::Git { url, .. } = config.context()
+        && url.starts_with("http://")
+    {
+        env_vars.push(env("GIT_PULL_METHOD", "http"));
+    }
+    let mut mounts: Vec<VolumeMount> = volumes.docker_config.iter().cloned().collect();
+    mounts.push(mount(VOLUME_STATE, STATE_DIR, true));
+    if volumes.has_context {
+        mounts.push(VolumeMount {
+            sub_path: volumes.context_sub_path.clone(),
+            ..mount(VOLUME_CONTEXT, CONTEXT_DIR, true)
+        });
+    }
+    let mut command = strings(&[
+        "/busybox/sh",
+        "-c",
+        scripts::BUILDER_WRAPPER,
+        scripts::BUILDER_ARGV0,
+    ]);
+    command.extend(kaniko_args(config));
+    Container {
+        name: BUILDER_CONTAINER.to_owned(),
+        image: Some(options.executor_image.clone()),
+        command: Some(command),
+        env: Some(env_vars),
+        volume_mounts: Some(mounts),
+        resources: Some(options.executor_resources.clone()),
+        security_context: options.executor_security_context.clone(),
+        termination_message_path: Some(TERMINATION_LOG.to_owned()),
+        termination_message_policy: Some("File".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// The build Pod: never restarted, no API token, the scheduling options.
+fn pod_spec(
+    options: &JobOptions,
+    names: &Names,
+    init: Container,
+    builder: Container,
+    volumes: Vec<Volume>,
+) -> PodSpec {
+    PodSpec {
+        restart_policy: Some("Never".to_owned()),
+        service_account_name: Some(names.build_service_account.clone()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        init_containers: Some(vec![init]),
+        containers: vec![builder],
+        volumes: Some(volumes),
+        node_selector: (!options.node_selector.is_empty()).then(|| options.node_selector.clone()),
+        tolerations: (!options.tolerations.is_empty()).then(|| options.tolerations.clone()),
+        affinity: options.affinity.clone(),
+        image_pull_secrets: (!options.image_pull_secrets.is_empty()).then(|| {
+            options
+                .image_pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        security_context: options.pod_security_context.clone(),
+        ..PodSpec::default()
+    }
 }

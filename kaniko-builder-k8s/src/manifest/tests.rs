@@ -196,14 +196,98 @@ fn shapes_of_the_default_render() {
     assert!(!ns_labels.contains_key(LABEL_INSTANCE));
 }
 
+/// The Secret volume of the Pod and the containers mounting `docker-config`.
+fn secret_volume(m: &BuildManifests) -> (Option<&k8s_openapi::api::core::v1::SecretVolumeSource>, usize) {
+    let p = pod(m);
+    let volume = p.volumes.iter().flatten().find_map(|v| v.secret.as_ref());
+    let mounts = p
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&p.containers)
+        .filter(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == "docker-config")
+        })
+        .count();
+    (volume, mounts)
+}
+
 #[test]
-fn without_credentials_no_secret_and_an_optional_mount() {
+fn without_credentials_no_secret_and_no_mount_unless_one_is_named() {
+    // Default: nothing to mount, so no other build's Secret is ever mounted.
     let m = render(&config(), &JobOptions::default(), None).expect("render");
-    assert!(m.secret.is_none());
-    let volume = &pod(&m).volumes.as_ref().expect("volumes")[0];
-    let secret = volume.secret.as_ref().expect("secret volume");
-    assert_eq!(secret.secret_name.as_deref(), Some("docker-config-secret"));
-    assert_eq!(secret.optional, Some(true));
+    assert!(m.secret.is_none() && !m.secret_per_credentials());
+    assert_eq!(secret_volume(&m), (None, 0));
+    // A Secret made by hand, named: mounted if it exists.
+    for options in [
+        JobOptions::default().secret_name("docker-config-secret"),
+        JobOptions::default().seed_compatible(true),
+    ] {
+        let m = render(&config(), &options, None).expect("render");
+        assert!(m.secret.is_none());
+        let (volume, mounts) = secret_volume(&m);
+        let secret = volume.expect("secret volume");
+        assert_eq!(secret.secret_name.as_deref(), Some("docker-config-secret"));
+        assert_eq!((secret.optional, mounts), (Some(true), 2));
+    }
+}
+
+#[test]
+fn a_secret_per_set_of_credentials_unless_one_is_named() {
+    let other = br#"{"auths":{"other.example:5000":{"auth":"b3RoZXI6cGFzcw=="}}}"#;
+    let name = |options: &JobOptions, json: &[u8]| {
+        let m = render(&config(), options, Some(json)).expect("render");
+        let name = m
+            .secret
+            .as_ref()
+            .and_then(|s| s.metadata.name.clone())
+            .expect("secret");
+        let (volume, mounts) = secret_volume(&m);
+        assert_eq!(volume.and_then(|v| v.secret_name.clone()), Some(name.clone()));
+        assert_eq!((volume.and_then(|v| v.optional), mounts), (Some(false), 2));
+        (name, m.secret_per_credentials())
+    };
+    let defaults = JobOptions::default();
+    let (mine, per_credentials) = name(&defaults, &docker_config());
+    assert!(per_credentials);
+    assert!(
+        mine.starts_with(SECRET_NAME_PREFIX) && mine.len() == SECRET_NAME_PREFIX.len() + 20,
+        "{mine}"
+    );
+    assert!(
+        mine[SECRET_NAME_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit())
+    );
+    // The same credentials, another build: the same Secret. Other credentials: another.
+    let m = render(
+        &builder("registry.local:5000/team/other:v2")
+            .build()
+            .expect("valid"),
+        &defaults,
+        Some(&docker_config()),
+    )
+    .expect("render");
+    assert_eq!(
+        m.secret.as_ref().and_then(|s| s.metadata.name.clone()),
+        Some(mine.clone())
+    );
+    let (theirs, _) = name(&defaults, other);
+    assert_ne!(mine, theirs);
+    // Named: the one Secret of that name, whatever it holds, not per credentials.
+    for options in [
+        JobOptions::default().secret_name("team-docker-config"),
+        JobOptions::default().seed_compatible(true),
+    ] {
+        let (a, per_a) = name(&options, &docker_config());
+        let (b, per_b) = name(&options, other);
+        assert_eq!(a, b);
+        assert!(!per_a && !per_b);
+        assert!(a == "team-docker-config" || a == DEFAULT_SECRET_NAME, "{a}");
+    }
 }
 
 #[test]
@@ -232,8 +316,26 @@ fn rbac_is_least_privilege() {
         ["create", "get", "list", "watch", "delete"]
     );
     assert_eq!(find("pods")[0].verbs, ["get", "list", "watch", "delete"]);
+    // Per-credentials Secrets: created, and patched to add owners; never read, listed or deleted.
     let secrets = find("secrets");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].verbs, ["create", "patch"]);
+    assert!(secrets[0].resource_names.is_none());
+    // One Secret shared by name: everything but create limited to it.
+    let named = render(
+        &config(),
+        &JobOptions::default().secret_name("docker-config-secret"),
+        None,
+    )
+    .expect("render");
+    let named_rules = named.role.as_ref().and_then(|r| r.rules.as_ref()).expect("rules");
+    let secrets: Vec<&PolicyRule> = named_rules
+        .iter()
+        .filter(|r| r.resources.iter().flatten().any(|x| x == "secrets"))
+        .collect();
     assert_eq!(secrets.len(), 2);
+    assert_eq!(secrets[0].verbs, ["create"]);
+    assert_eq!(secrets[1].verbs, ["get", "patch", "delete"]);
     assert_eq!(
         secrets[1].resource_names.as_deref(),
         Some(["docker-config-secret".to_owned()].as_slice())
@@ -391,17 +493,18 @@ fn context_blob_is_set_only_for_uploads() {
 }
 
 #[rstest]
-#[case(r#"{"decision":"skip","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}"#, Some(Decision::Skip { digest: Digest::sha256(b"foo") }))]
-#[case(r#"{"decision":"build","reason":"absent"}"#, Some(Decision::Build { reason: BuildReason::Absent }))]
-#[case("{\"decision\":\"build\",\"reason\":\"forced\"}\n", Some(Decision::Build { reason: BuildReason::Forced }))]
-#[case(r#"{"decision":"error","message":"401"}"#, Some(Decision::Error { message: "401".into() }))]
+#[case(r#"{"decision":"skip","digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"}"#, Some(Ok(Decision::Skip { digest: Digest::sha256(b"foo") })))]
+#[case(r#"{"decision":"build","reason":"absent"}"#, Some(Ok(Decision::Build { reason: BuildReason::Absent })))]
+#[case("{\"decision\":\"build\",\"reason\":\"forced\"}\n", Some(Ok(Decision::Build { reason: BuildReason::Forced })))]
+#[case(r#"{"decision":"build","reason":"unverified"}"#, Some(Ok(Decision::Build { reason: BuildReason::Unverified })))]
+#[case(r#"{"decision":"error","message":"401"}"#, Some(Err("401".to_owned())))]
 #[case(
     "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
     None
 )]
 #[case(r#"{"decision":"skip","digest":"sha256:bad"}"#, None)]
-fn decisions_parse(#[case] message: &str, #[case] expected: Option<Decision>) {
-    assert_eq!(Decision::parse(message), expected);
+fn decisions_parse(#[case] message: &str, #[case] expected: Option<Result<Decision, String>>) {
+    assert_eq!(parse_init_message(message), expected);
 }
 
 #[test]

@@ -23,8 +23,15 @@ pub(super) struct Tracked {
     pub(super) config_map: Option<String>,
     /// Whether it is owned by the Job (so the garbage collector removes it with the Job).
     pub(super) config_map_owned: bool,
-    /// Shared objects this run applied and leaves (the Secret; a seed-compatible ConfigMap).
+    /// Shared objects this run applied and leaves (a Secret shared by name; a seed-compatible
+    /// ConfigMap).
     pub(super) shared: Vec<ObjectRef>,
+    /// The per-credentials Secret this run made owned by its Job: it stays as long as the Job
+    /// (and goes with the last Job that owns it).
+    pub(super) secret: Option<String>,
+    /// The Job this run created cannot run (its Secret could not be made): it is deleted,
+    /// whatever the policy.
+    pub(super) discard: bool,
     /// Pods seen: name → uid.
     pub(super) pods: BTreeMap<String, String>,
     /// The Job is gone (deleted by someone else, or by us).

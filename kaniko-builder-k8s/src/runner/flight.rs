@@ -2,10 +2,15 @@
 //!
 //! Without this, callers of one build that arrive together each try to create the Job and all
 //! but one attach after a 409, each following the Job with its own watches and log streams.
-//! Within one process, the callers of a build (same namespace, same build hash, same forcing)
-//! join one *flight*: a task that runs the build once, fans its events out to every member (the
-//! Job's creation reads as [`BuildEvent::Attached`] to all but the first) and hands each member
-//! the result.
+//! Within one process, the callers of a build (the same [`BuildKey`]: namespace, build hash,
+//! forcing) join one *flight*: a task that runs the build once, fans its events out to every
+//! member (the Job's creation reads as [`BuildEvent::Attached`] to all but the first) and hands
+//! each member the result.
+//!
+//! No member's sink is called under a lock of the runner: the events are queued under the
+//! members lock and delivered after it is released, by one thread at a time, so every member
+//! sees them in the order they were queued, and a callback may call back into the runner (join
+//! or start a build) without deadlocking.
 //!
 //! A member that is cancelled (or dropped) leaves the flight; the build goes on for the others.
 //! When the last member leaves, the flight is cancelled, and a cancelled last member waits for
@@ -14,11 +19,11 @@
 //! an `Attached` for the Job (if there is one yet) and the events from then on. Across
 //! processes, the Job name and its build hash still make the callers attach to one Job.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kaniko_builder_core::flow::{
-    BuildEvent, BuildPlan, CancellationToken, EventSink, ExecError, Executed, FailureReason, PlanReason,
+    BuildEvent, BuildKey, BuildPlan, CancellationToken, EventSink, ExecError, Executed, FailureReason,
 };
 use tokio::sync::watch;
 
@@ -26,32 +31,16 @@ use super::KubeRunner;
 
 type Outcome = Result<Executed, ExecError>;
 
-/// What identifies one build for sharing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct FlightKey {
-    namespace: String,
-    build_hash: String,
-    forced: bool,
-}
-
-impl FlightKey {
-    pub(super) fn of(plan: &BuildPlan) -> Self {
-        Self {
-            namespace: plan.config.namespace().to_owned(),
-            build_hash: plan.config.build_hash().to_string(),
-            forced: plan.reason == PlanReason::Forced,
-        }
-    }
-}
-
-/// The flights of one runner.
-pub(super) type Flights = Mutex<HashMap<FlightKey, Arc<Flight>>>;
+/// The flights of one runner, by [`BuildPlan::key`].
+pub(super) type Flights = Mutex<HashMap<BuildKey, Arc<Flight>>>;
 
 /// One running build and the callers waiting for it.
 pub(super) struct Flight {
     members: Mutex<Members>,
     cancel: CancellationToken,
     result: watch::Receiver<Option<Outcome>>,
+    /// Notified when a thread stops delivering the outbox.
+    idle: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -61,13 +50,22 @@ struct Members {
     sinks: Vec<(u64, EventSink, bool)>,
     /// The Job event (`Queued` or `Attached`), for members joining after it.
     job_event: Option<BuildEvent>,
+    /// Events to deliver, in order, each with the sink it goes to.
+    outbox: VecDeque<(EventSink, BuildEvent)>,
+    /// Whether a thread is delivering the outbox (outside the lock).
+    delivering: bool,
 }
 
 impl Flight {
-    /// Sends `event` to every member. The Job's creation is the first member's: the others see
-    /// that they attached to it.
+    fn members(&self) -> MutexGuard<'_, Members> {
+        // A panic under this lock leaves the member list consistent: keep using it.
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `event` for every member, then delivers. The Job's creation is the first
+    /// member's: the others see that they attached to it.
     fn fan_out(&self, event: &BuildEvent) {
-        let mut m = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut m = self.members();
         let attached = match event {
             BuildEvent::Queued { job, namespace } | BuildEvent::Attached { job, namespace } => {
                 Some(BuildEvent::Attached {
@@ -80,44 +78,108 @@ impl Flight {
         if let Some(a) = &attached {
             m.job_event = Some(a.clone());
         }
-        for (_, sink, first) in &m.sinks {
-            match &attached {
-                Some(a) if !first => sink.send(a.clone()),
-                _ => sink.send(event.clone()),
+        let queued: Vec<(EventSink, BuildEvent)> = m
+            .sinks
+            .iter()
+            .map(|(_, sink, first)| match &attached {
+                Some(a) if !first => (sink.clone(), a.clone()),
+                _ => (sink.clone(), event.clone()),
+            })
+            .collect();
+        m.outbox.extend(queued);
+        self.deliver(m);
+    }
+
+    /// Delivers the outbox with the lock released. One thread delivers at a time, so every
+    /// sink gets its events in queue order; a thread that finds another delivering leaves its
+    /// events to it. A sink that calls back into the runner (and so queues more events, or takes
+    /// this lock) therefore neither deadlocks nor reorders anything.
+    fn deliver<'a>(&'a self, mut m: MutexGuard<'a, Members>) {
+        if m.delivering || m.outbox.is_empty() {
+            return;
+        }
+        m.delivering = true;
+        // A sink that panics must not leave the flight without a deliverer.
+        let reset = DeliveringFlag(self);
+        loop {
+            let batch = std::mem::take(&mut m.outbox);
+            if batch.is_empty() {
+                m.delivering = false;
+                std::mem::forget(reset);
+                drop(m);
+                self.idle.notify_waiters();
+                return;
             }
+            drop(m);
+            for (sink, event) in batch {
+                sink.send(event);
+            }
+            m = self.members();
+        }
+    }
+
+    /// Delivers what is queued (after a [`Self::join`], once the caller holds no lock).
+    fn flush(&self) {
+        self.deliver(self.members());
+    }
+
+    /// Returns once every queued event has been handed out, delivering them here unless
+    /// another thread is at it: the run's result goes out after its last events, as it did
+    /// when they were handed out on the run's own task.
+    async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let m = self.members();
+                if !m.delivering {
+                    if m.outbox.is_empty() {
+                        return;
+                    }
+                    self.deliver(m);
+                    continue;
+                }
+            }
+            notified.await;
         }
     }
 
     /// Adds a member, unless the flight was cancelled (its last member left): then `None`.
-    /// Checked under the members lock, which [`Self::leave`] cancels under.
+    /// Checked under the members lock, which [`Self::leave`] cancels under. A member joining
+    /// after the Job event gets it first: queued here, delivered by [`Self::flush`], which the
+    /// caller calls once it holds no lock.
     fn join(&self, sink: &EventSink, first: bool) -> Option<u64> {
-        let mut m = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut m = self.members();
         if self.cancel.is_cancelled() {
             return None;
         }
         let id = m.next_id;
         m.next_id += 1;
-        if let Some(e) = &m.job_event {
-            sink.send(e.clone());
+        if let Some(e) = m.job_event.clone() {
+            m.outbox.push_back((sink.clone(), e));
         }
         m.sinks.push((id, sink.clone(), first));
         Some(id)
     }
 
-    /// The run ended: its members' sinks are let go (a caller's event stream ends with its call).
+    /// The run ended: its members' sinks are let go (a caller's event stream ends with its call
+    /// and the events still queued for it). They are dropped outside the lock.
     fn close(&self) {
-        let mut m = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        m.sinks.clear();
+        let sinks = std::mem::take(&mut self.members().sinks);
+        drop(sinks);
     }
 
     /// Removes a member; cancels the flight when it was the last. Returns whether it was.
     fn leave(&self, id: u64) -> bool {
-        let mut m = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        m.sinks.retain(|(i, _, _)| *i != id);
+        let mut m = self.members();
+        let gone: Vec<_> = m.sinks.extract_if(.., |(i, _, _)| *i == id).collect();
         let last = m.sinks.is_empty();
         if last {
             self.cancel.cancel();
         }
+        drop(m);
+        drop(gone);
         last
     }
 
@@ -133,6 +195,16 @@ impl Flight {
                 status: None,
             })),
         }
+    }
+}
+
+/// Clears [`Members::delivering`] when the delivering thread unwinds out of a sink.
+struct DeliveringFlag<'a>(&'a Flight);
+
+impl Drop for DeliveringFlag<'_> {
+    fn drop(&mut self) {
+        self.0.members().delivering = false;
+        self.0.idle.notify_waiters();
     }
 }
 
@@ -159,7 +231,7 @@ impl KubeRunner {
         events: &EventSink,
         cancel: CancellationToken,
     ) -> Outcome {
-        let key = FlightKey::of(plan);
+        let key = plan.key();
         let (flight, id) = loop {
             let dying = {
                 let mut flights = self.inner.flights.lock().unwrap_or_else(PoisonError::into_inner);
@@ -190,6 +262,8 @@ impl KubeRunner {
             id,
             armed: true,
         };
+        // The flights lock is released: the Job event queued for a late joiner goes out now.
+        flight.flush();
         let outcome = tokio::select! {
             biased;
             () = cancel.cancelled() => {
@@ -209,12 +283,13 @@ impl KubeRunner {
 
     /// Starts the task that runs the build once for every member, with `events` as its first
     /// member (joined before the task starts, so it misses nothing).
-    fn launch(&self, plan: &BuildPlan, key: &FlightKey, events: &EventSink) -> (Arc<Flight>, u64) {
+    fn launch(&self, plan: &BuildPlan, key: &BuildKey, events: &EventSink) -> (Arc<Flight>, u64) {
         let (tx, rx) = watch::channel(None);
         let flight = Arc::new(Flight {
             members: Mutex::new(Members::default()),
             cancel: CancellationToken::new(),
             result: rx,
+            idle: tokio::sync::Notify::new(),
         });
         let id = flight.join(events, true).expect("a new flight is not cancelled");
         let (runner, plan) = (self.clone(), plan.clone());
@@ -232,6 +307,7 @@ impl KubeRunner {
             // (after its own registry probe, which normally finds the image pushed).
             drop(landing);
             flight.close();
+            flight.drained().await;
             let _ = tx.send(Some(outcome));
         });
         (flight, id)
@@ -242,7 +318,7 @@ impl KubeRunner {
 /// runtime drops the task: a later call then starts afresh instead of joining a dead flight.
 struct Landing {
     runner: KubeRunner,
-    key: FlightKey,
+    key: BuildKey,
     flight: Arc<Flight>,
 }
 
@@ -260,5 +336,78 @@ impl Drop for Landing {
         {
             flights.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    fn line(n: &str) -> BuildEvent {
+        BuildEvent::Log {
+            container: "image-builder".to_owned(),
+            line: n.to_owned(),
+        }
+    }
+
+    fn names(events: &Mutex<Vec<BuildEvent>>) -> Vec<String> {
+        events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|e| match e {
+                BuildEvent::Log { line, .. } => line.clone(),
+                BuildEvent::Queued { .. } => "queued".to_owned(),
+                BuildEvent::Attached { .. } => "attached".to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// A sink that, on the same thread, joins the flight with a second sink and fans out one
+    /// more event (both take the members lock) neither deadlocks nor sees its events out of
+    /// order; the new member gets the Job event first, then what follows.
+    #[test]
+    fn a_sink_may_call_back_in_and_every_member_keeps_its_order() {
+        let (_tx, result) = watch::channel(None);
+        let flight = Arc::new(Flight {
+            members: Mutex::default(),
+            cancel: CancellationToken::new(),
+            result,
+            idle: tokio::sync::Notify::new(),
+        });
+        let first: Arc<Mutex<Vec<BuildEvent>>> = Arc::default();
+        let second: Arc<Mutex<Vec<BuildEvent>>> = Arc::default();
+        let second_sink = {
+            let second = Arc::clone(&second);
+            EventSink::from_fn(move |e| second.lock().unwrap_or_else(PoisonError::into_inner).push(e))
+        };
+        let first_sink = {
+            let (first, flight) = (Arc::clone(&first), Arc::downgrade(&flight));
+            let called_back = AtomicBool::new(false);
+            EventSink::from_fn(move |e| {
+                let reenter = matches!(&e, BuildEvent::Log { line, .. } if line == "1");
+                first.lock().unwrap_or_else(PoisonError::into_inner).push(e);
+                if reenter && !called_back.swap(true, Ordering::SeqCst) {
+                    let flight = flight.upgrade().expect("flight");
+                    flight.join(&second_sink, false).expect("joined");
+                    flight.flush();
+                    flight.fan_out(&line("2"));
+                }
+            })
+        };
+        flight.join(&first_sink, true).expect("joined");
+        flight.fan_out(&BuildEvent::Queued {
+            job: "kb-app".to_owned(),
+            namespace: "ns".to_owned(),
+        });
+        flight.fan_out(&line("1"));
+        flight.fan_out(&line("3"));
+        assert_eq!(names(&first), ["queued", "1", "2", "3"]);
+        assert_eq!(names(&second), ["attached", "2", "3"]);
+        let m = flight.members();
+        assert!(!m.delivering && m.outbox.is_empty());
     }
 }

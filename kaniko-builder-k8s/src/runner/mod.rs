@@ -4,13 +4,14 @@
 //! 1. renders the manifests ([`render`]); for a local directory, packs it ([`crate::context`]) and
 //!    either pushes it as a blob to the destination repository (the default, [`UploadMethod::Registry`])
 //!    or streams it into the init container later ([`UploadMethod::Exec`]);
-//! 2. applies the namespace's objects once per runner ([`Setup`]) and the build's Secret and
-//!    ConfigMap with server-side apply ([`crate::apply`]);
+//! 2. applies the namespace's objects once per runner ([`Setup`]) and the build's ConfigMap (and
+//!    a Secret shared by name) with server-side apply ([`crate::apply`]);
 //! 3. creates the Job. When a Job of that name exists: the same build (same
 //!    `kaniko-builder.io/build-hash`) still running is **attached to** ([`BuildEvent::Attached`]),
 //!    never duplicated; the same build finished with success is reported again (unless forced);
 //!    a failed or (when forced) succeeded one is deleted and replaced; another build's Job of the
-//!    same name is a [`FailureReason::Conflict`];
+//!    same name is a [`FailureReason::Conflict`]; then makes the per-credentials Secret exist,
+//!    owned by the Job ([`apply::own_secret`]);
 //! 4. watches the Job (by name) and its Pods (by `controller-uid`) with kube-runtime watchers,
 //!    which resume after a disconnect — no polling anywhere — and turns their states into
 //!    [`BuildEvent`]s and a verdict read from the containers' termination messages;
@@ -22,11 +23,13 @@
 //! 6. cleans up per [`CleanupPolicy`], and says what was kept.
 //!
 //! # Concurrent callers
-//! Calls for the same build (same namespace and build hash, both forced or both not) that overlap
-//! in one runner (or its clones) share one run: one Job, every caller gets the events from when
-//! it joined (the Job's creation reads as [`BuildEvent::Attached`] to all but the first; a late
-//! joiner gets an `Attached` first) and the same result. A caller that is cancelled leaves; the
-//! build goes on for the others and is cancelled with the last one. Across runners and processes, callers attach to the same Job by name instead.
+//! Calls for the same build (the same [`BuildPlan::key`]: namespace, build hash, both forced or
+//! both not) that overlap in one runner (or its clones) share one run: one Job, every caller gets
+//! the events from when it joined (the Job's creation reads as [`BuildEvent::Attached`] to all
+//! but the first; a late joiner gets an `Attached` first) and the same result. A caller that is
+//! cancelled leaves; the build goes on for the others and is cancelled with the last one. Across
+//! runners and processes, callers attach to the same Job by name instead. A caller's
+//! [`EventSink`] callback runs under no lock of the runner, so it may call back into it.
 //!
 //! # Cleanup
 //! - The per-build ConfigMap is made owned by the Job right after the Job exists, so the garbage
@@ -54,8 +57,16 @@
 //!   container could otherwise push when the node comes back. A Pod to be deleted while its node
 //!   is not reporting is force-deleted: its kubelet cannot confirm the deletion.
 //! - Only the run that created a Job deletes it: a run attached to another run's Job leaves it.
-//! - The docker-config Secret is shared by the builds of a namespace (and limited to one name by
-//!   the generated Role): it is kept, and listed in what is kept.
+//! - The per-credentials Secret (`kb-docker-config-<hash>`, the default) is owned by every Job
+//!   that mounts it (each run adds its Job right after creating it, before anything else), so
+//!   the garbage collector deletes it with the last of them, never while another build's Job is
+//!   left: a cancellation deletes its Job, and the Secret stays for the others. It is listed in
+//!   what is kept when this run's Job is kept. A Secret shared by name (seed-compatible mode,
+//!   `secret_name`) is kept, and always listed in what is kept. One narrow race is left to the
+//!   garbage collector: when the last other owner of a Secret goes at the very moment a new Job
+//!   adds itself, the collector (which deletes with a uid precondition only, as of 1.20) may
+//!   have decided to delete it already; the new Job's Pod then waits for its Secret until the
+//!   Job's deadline. A Secret collected just *before* a run adds its Job is created again.
 
 mod cleanup;
 mod deadlines;
@@ -78,8 +89,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::flow::{
-    BlobStore, BuildEvent, BuildExecutor, BuildPlan, CancellationToken, EventSink, ExecError, Executed,
-    FailureReason, ObjectRef, PlanReason, UploadVia,
+    BlobStore, BuildEvent, BuildExecutor, BuildPlan, BuildReason, CancellationToken, EventSink, ExecError,
+    Executed, FailureReason, ObjectRef, UploadVia,
 };
 use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::wait::{await_condition, conditions};
@@ -195,6 +206,114 @@ impl KubeRunner {
     }
 }
 
+/// What to do with a Job of the build's name that already exists.
+enum Existing {
+    /// Being deleted: wait, then create.
+    Deleting,
+    /// The same build, running (or finished well and not forced): follow it.
+    Attach,
+    /// The same build, failed (or finished and forced): delete it, then create.
+    Replace,
+}
+
+/// `POST` the Job; `None` when one of that name exists (409). Until an answer comes the Job
+/// may exist without this run knowing its uid, so `creating` names it for the cleanup.
+async fn create_job(
+    jobs: &Api<Job>,
+    job: &Job,
+    run: &str,
+    tracked: &Mutex<Tracked>,
+) -> Result<Option<Job>, ExecError> {
+    let name = job.name_any();
+    lock(tracked).creating = Some((name.clone(), run.to_owned()));
+    let created = jobs.create(&PostParams::default(), job).await;
+    let answered = match &created {
+        Ok(_) => true,
+        // A 5xx (e.g. 504 "may still be processing") leaves it open, like a lost answer.
+        Err(kube::Error::Api(s)) => s.code < 500,
+        Err(_) => false,
+    };
+    if answered {
+        lock(tracked).creating = None;
+    }
+    match created {
+        Ok(job) => Ok(Some(job)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+        Err(e) => {
+            let namespace = job.namespace().unwrap_or_default();
+            Err(api_error(format!("create job {namespace}/{name}"), e))
+        }
+    }
+}
+
+/// Attach, replace or wait for `existing`; a Job of another build under the name is a conflict.
+fn existing_job(existing: &Job, plan: &BuildPlan, hash: &str) -> Result<Existing, ExecError> {
+    if existing.meta().deletion_timestamp.is_some() {
+        return Ok(Existing::Deleting);
+    }
+    let theirs = existing
+        .annotations()
+        .get(ANNOTATION_BUILD_HASH)
+        .cloned()
+        .unwrap_or_default();
+    if theirs != hash {
+        let (namespace, name) = (existing.namespace().unwrap_or_default(), existing.name_any());
+        return Err(exec_error(FailureReason::Conflict {
+            object: format!("job/{namespace}/{name}"),
+            message: format!(
+                "a Job of this name exists for another build ({ANNOTATION_BUILD_HASH} {theirs:?}, this build {hash})"
+            ),
+        }));
+    }
+    let attach = match state::job_finished(existing) {
+        None => true,
+        Some(true) => plan.reason != BuildReason::Forced,
+        Some(false) => false,
+    };
+    Ok(if attach {
+        Existing::Attach
+    } else {
+        Existing::Replace
+    })
+}
+
+/// Deletes the Job `name` with this `uid` (Foreground, so its Pods go first); gone already is fine.
+async fn delete_job(jobs: &Api<Job>, name: &str, uid: &str) -> Result<(), ExecError> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Foreground),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match jobs.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => {
+            let namespace = jobs.namespace().unwrap_or_default();
+            Err(api_error(format!("delete job {namespace}/{name}"), e))
+        }
+    }
+}
+
+/// The run now follows the Job `name` (`created` by it, or attached to).
+fn track_job(tracked: &Mutex<Tracked>, name: &str, uid: String, created: bool) {
+    let mut t = lock(tracked);
+    t.job = Some((name.to_owned(), uid));
+    t.created = created;
+    t.gone = false;
+    t.node_lost = false;
+}
+
+/// An option the manifests refuse, as the run's failure.
+fn invalid(e: crate::Error) -> ExecError {
+    exec_error(FailureReason::Invalid {
+        message: e.to_string(),
+    })
+    .with_source(e)
+}
+
 fn exec_error(reason: FailureReason) -> ExecError {
     ExecError::new(reason)
 }
@@ -273,8 +392,9 @@ impl KubeRunner {
             other => other,
         };
         let (delete, wait) = match &result {
-            // A Job this run created without hearing so was never followed: it goes.
-            _ if adopted => (true, true),
+            // A Job this run created without hearing so was never followed, or one that cannot
+            // run (its Secret could not be made): it goes.
+            _ if adopted || snapshot.discard => (true, true),
             Ok(_) => (inner.cleanup.delete_on_success, false),
             Err(e)
                 if matches!(
@@ -328,6 +448,10 @@ impl KubeRunner {
             if let Some(cm) = &snapshot.config_map {
                 kept.push(ObjectRef::namespaced("ConfigMap", &snapshot.namespace, cm));
             }
+            // Owned by the Job (among others, maybe): it stays as long as the Job does.
+            if let Some(secret) = &snapshot.secret {
+                kept.push(ObjectRef::namespaced("Secret", &snapshot.namespace, secret));
+            }
         }
         events.send(BuildEvent::CleanedUp { kept: kept.clone() });
         match result {
@@ -379,7 +503,8 @@ impl KubeRunner {
         }
     }
 
-    /// Everything from render to verdict.
+    /// Everything from render to verdict: render, hand over the context, apply, then create
+    /// (or attach to) the Job and follow it, again if an attached Job vanishes.
     async fn drive(
         &self,
         plan: &BuildPlan,
@@ -388,67 +513,15 @@ impl KubeRunner {
         tails: &Tails,
     ) -> Result<Verdict, ExecError> {
         let inner = &*self.inner;
-        let config = &plan.config;
-        let invalid = |e: crate::Error| {
-            exec_error(FailureReason::Invalid {
-                message: e.to_string(),
-            })
-            .with_source(e)
-        };
-        let mut manifests = self.render(config).map_err(invalid)?;
-        if plan.reason == PlanReason::Absent {
+        let mut manifests = self.render(&plan.config).map_err(invalid)?;
+        if plan.reason == BuildReason::Absent {
             // The caller's probe found no image: a registry that refuses crane's credentials
             // defers to the executor's rather than failing the build.
             manifests = manifests.with_caller_probe_absent();
         }
         let namespace = manifests.namespace_name().to_owned();
         let job_name = manifests.job_name().to_owned();
-
-        let mut exec_context = None;
-        if let ContextSource::LocalDir(dir) = config.context() {
-            let packed = self.pack(dir, config.dockerfile(), events).await?;
-            match inner.upload {
-                UploadMethod::Registry => {
-                    let store = inner.blob_store.as_ref().ok_or_else(|| {
-                        exec_error(FailureReason::Invalid {
-                            message: "a local context uploaded to the registry needs a blob store (the registry client); \
-                                      set one, or upload over exec"
-                                .to_owned(),
-                        })
-                    })?;
-                    let pushed = tokio::time::timeout(
-                        inner.upload_timeout,
-                        store.push_blob(config.image(), packed.data.clone()),
-                    )
-                    .await
-                    .map_err(|_| {
-                        exec_error(FailureReason::Context {
-                            message: format!(
-                                "uploading the context took longer than {:?}",
-                                inner.upload_timeout
-                            ),
-                        })
-                    })?
-                    .map_err(|e| {
-                        exec_error(FailureReason::Context {
-                            message: format!(
-                                "cannot push the context blob to {}: {e}",
-                                config.image().name()
-                            ),
-                        })
-                        .with_source(e)
-                    })?;
-                    events.send(BuildEvent::ContextUploaded {
-                        bytes: packed.data.len() as u64,
-                        via: UploadVia::Registry {
-                            digest: pushed.clone(),
-                        },
-                    });
-                    manifests = manifests.with_context_blob(&pushed).map_err(invalid)?;
-                }
-                UploadMethod::Exec => exec_context = Some(packed.data),
-            }
-        }
+        let (manifests, exec_context) = self.hand_over_context(&plan.config, manifests, events).await?;
 
         self.apply(&manifests, events, tracked).await?;
 
@@ -457,40 +530,18 @@ impl KubeRunner {
         for _ in 0..CREATE_ATTEMPTS {
             let job = Box::pin(self.create_or_attach(plan, &manifests, &jobs, events, tracked)).await?;
             let uid = job.uid().unwrap_or_default();
-            if manifests
-                .config_map
-                .labels()
-                .get(LABEL_INSTANCE)
-                .is_some_and(|i| *i == job_name)
-            {
-                match apply::own_config_map(
-                    &inner.client,
-                    &manifests.config_map,
-                    &job_name,
-                    &uid,
-                    &inner.apply,
-                )
-                .await
-                {
-                    Ok(()) => lock(tracked).config_map_owned = true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot make the ConfigMap owned by its Job; it is deleted explicitly");
-                    }
-                }
-            }
-            match self
-                .watch(
-                    &jobs,
-                    &pods,
-                    &job_name,
-                    &uid,
-                    exec_context.clone(),
-                    events,
-                    tracked,
-                    tails,
-                )
-                .await?
-            {
+            self.own_objects(&manifests, &job, tracked).await?;
+            let watch = self.watch(
+                &jobs,
+                &pods,
+                &job_name,
+                &uid,
+                exec_context.clone(),
+                events,
+                tracked,
+                tails,
+            );
+            match Box::pin(watch).await? {
                 Stop::Verdict(v) => return Ok(v),
                 Stop::Reattach => {
                     tracing::debug!(job = %job_name, "the attached Job vanished; creating it again");
@@ -502,6 +553,140 @@ impl KubeRunner {
             message: "the Job kept disappearing before a verdict".to_owned(),
             status: None,
         }))
+    }
+
+    /// A local directory context, packed: pushed as a blob (its digest set on the init
+    /// container) or kept for the exec upload. Other contexts need nothing.
+    async fn hand_over_context(
+        &self,
+        config: &kaniko_builder_core::BuildConfig,
+        manifests: BuildManifests,
+        events: &EventSink,
+    ) -> Result<(BuildManifests, Option<bytes::Bytes>), ExecError> {
+        let inner = &*self.inner;
+        let ContextSource::LocalDir(dir) = config.context() else {
+            return Ok((manifests, None));
+        };
+        let dir = dir.as_path();
+        let packed = self.pack(dir, config.dockerfile(), events).await?;
+        if inner.upload == UploadMethod::Exec {
+            return Ok((manifests, Some(packed.data)));
+        }
+        let store = inner.blob_store.as_ref().ok_or_else(|| {
+            exec_error(FailureReason::Invalid {
+                message:
+                    "a local context uploaded to the registry needs a blob store (the registry client); \
+                          set one, or upload over exec"
+                        .to_owned(),
+            })
+        })?;
+        let pushed = tokio::time::timeout(
+            inner.upload_timeout,
+            store.push_blob(config.image(), packed.data.clone()),
+        )
+        .await
+        .map_err(|_| {
+            exec_error(FailureReason::Context {
+                message: format!(
+                    "uploading the context took longer than {:?}",
+                    inner.upload_timeout
+                ),
+            })
+        })?
+        .map_err(|e| {
+            exec_error(FailureReason::Context {
+                message: format!("cannot push the context blob to {}: {e}", config.image().name()),
+            })
+            .with_source(e)
+        })?;
+        events.send(BuildEvent::ContextUploaded {
+            bytes: packed.data.len() as u64,
+            via: UploadVia::Registry {
+                digest: pushed.clone(),
+            },
+        });
+        let manifests = manifests.with_context_blob(&pushed).map_err(invalid)?;
+        Ok((manifests, None))
+    }
+
+    /// Makes the build's own objects owned by its Job: first the Secret (the Pod cannot start
+    /// without it), then the build's ConfigMap (best effort: one left unowned is deleted
+    /// explicitly).
+    async fn own_objects(
+        &self,
+        manifests: &BuildManifests,
+        job: &Job,
+        tracked: &Mutex<Tracked>,
+    ) -> Result<(), ExecError> {
+        let inner = &*self.inner;
+        let job_name = manifests.job_name();
+        self.own_secret(manifests, job, tracked).await?;
+        let own_config_map = manifests
+            .config_map
+            .labels()
+            .get(LABEL_INSTANCE)
+            .is_some_and(|i| i == job_name);
+        if !own_config_map {
+            return Ok(());
+        }
+        let uid = job.uid().unwrap_or_default();
+        match apply::own_config_map(&inner.client, &manifests.config_map, job_name, &uid, &inner.apply).await
+        {
+            Ok(()) => lock(tracked).config_map_owned = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make the ConfigMap owned by its Job; it is deleted explicitly");
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the per-credentials Secret exist, owned by `job` (see [`apply::own_secret`]), when
+    /// the Job mounts it: always for a Job this run created; for a Job it attached to, only when
+    /// that Job was made with the same credentials (a Job made with others mounts another
+    /// Secret, which its own run made). A Job this run created whose Secret cannot be made
+    /// would never start: the run fails and the Job is deleted.
+    async fn own_secret(
+        &self,
+        manifests: &BuildManifests,
+        job: &Job,
+        tracked: &Mutex<Tracked>,
+    ) -> Result<(), ExecError> {
+        let Some(secret) = manifests
+            .secret
+            .as_ref()
+            .filter(|_| manifests.secret_per_credentials())
+        else {
+            return Ok(());
+        };
+        let name = secret.name_any();
+        if !mounts_secret(job, &name) {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let created = lock(tracked).created;
+        match apply::own_secret(
+            &inner.client,
+            manifests,
+            &job.name_any(),
+            &job.uid().unwrap_or_default(),
+            &inner.apply,
+        )
+        .await
+        {
+            Ok(_) => {
+                lock(tracked).secret = Some(name);
+                Ok(())
+            }
+            Err(e) if created => {
+                lock(tracked).discard = true;
+                let reason = e.reason.clone();
+                Err(exec_error(reason).with_source(e))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot add the attached Job to the owners of its Secret");
+                Ok(())
+            }
+        }
     }
 
     async fn pack(
@@ -582,7 +767,12 @@ impl KubeRunner {
             } else {
                 t.shared.push(ObjectRef::namespaced("ConfigMap", &namespace, cm));
             }
-            if let Some(secret) = &manifests.secret {
+            // A per-credentials Secret is made once the Job exists, owned by it.
+            if let Some(secret) = manifests
+                .secret
+                .as_ref()
+                .filter(|_| !manifests.secret_per_credentials())
+            {
                 t.shared.push(apply::object_ref(secret));
             }
         }
@@ -608,42 +798,19 @@ impl KubeRunner {
     ) -> Result<Job, ExecError> {
         let name = manifests.job_name().to_owned();
         let namespace = manifests.namespace_name().to_owned();
-        let action = || format!("create job {namespace}/{name}");
         let hash = plan.config.build_hash().to_string();
         let run = cleanup::run_id();
         let mut job = manifests.job.clone();
         job.annotations_mut()
             .insert(ANNOTATION_RUN.to_owned(), run.clone());
         for _ in 0..CREATE_ATTEMPTS {
-            // Until the answer comes, the Job may exist without this run knowing its uid.
-            lock(tracked).creating = Some((name.clone(), run.clone()));
-            let created = jobs.create(&PostParams::default(), &job).await;
-            let answered = match &created {
-                Ok(_) => true,
-                // A 5xx (e.g. 504 "may still be processing") leaves it open, like a lost answer.
-                Err(kube::Error::Api(s)) => s.code < 500,
-                Err(_) => false,
-            };
-            if answered {
-                lock(tracked).creating = None;
-            }
-            match created {
-                Ok(job) => {
-                    {
-                        let mut t = lock(tracked);
-                        t.job = Some((name.clone(), job.uid().unwrap_or_default()));
-                        t.created = true;
-                        t.gone = false;
-                        t.node_lost = false;
-                    }
-                    events.send(BuildEvent::Queued {
-                        job: name.clone(),
-                        namespace: namespace.clone(),
-                    });
-                    return Ok(job);
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(api_error(action(), e)),
+            if let Some(created) = create_job(jobs, &job, &run, tracked).await? {
+                track_job(tracked, &name, created.uid().unwrap_or_default(), true);
+                events.send(BuildEvent::Queued {
+                    job: name.clone(),
+                    namespace: namespace.clone(),
+                });
+                return Ok(created);
             }
             let Some(existing) = jobs
                 .get_opt(&name)
@@ -653,60 +820,24 @@ impl KubeRunner {
                 continue;
             };
             let uid = existing.uid().unwrap_or_default();
-            if existing.meta().deletion_timestamp.is_some() {
-                self.wait_gone(jobs, &name, &uid).await;
-                continue;
-            }
-            let theirs = existing
-                .annotations()
-                .get(ANNOTATION_BUILD_HASH)
-                .cloned()
-                .unwrap_or_default();
-            if theirs != hash {
-                return Err(exec_error(FailureReason::Conflict {
-                    object: format!("job/{namespace}/{name}"),
-                    message: format!(
-                        "a Job of this name exists for another build ({ANNOTATION_BUILD_HASH} {theirs:?}, this build {hash})"
-                    ),
-                }));
-            }
-            let reuse = match state::job_finished(&existing) {
-                None => true,
-                Some(true) => plan.reason != PlanReason::Forced,
-                Some(false) => false,
-            };
-            if reuse {
-                {
-                    let mut t = lock(tracked);
-                    t.job = Some((name.clone(), uid));
-                    t.created = false;
-                    t.gone = false;
-                    t.node_lost = false;
+            match existing_job(&existing, plan, &hash)? {
+                Existing::Deleting => self.wait_gone(jobs, &name, &uid).await,
+                Existing::Attach => {
+                    track_job(tracked, &name, uid, false);
+                    events.send(BuildEvent::Attached {
+                        job: name.clone(),
+                        namespace: namespace.clone(),
+                    });
+                    return Ok(existing);
                 }
-                events.send(BuildEvent::Attached {
-                    job: name.clone(),
-                    namespace: namespace.clone(),
-                });
-                return Ok(existing);
+                Existing::Replace => {
+                    delete_job(jobs, &name, &uid).await?;
+                    self.wait_gone(jobs, &name, &uid).await;
+                }
             }
-            // A failed (or, when forced, a succeeded) run of the same build: replace it.
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                preconditions: Some(Preconditions {
-                    uid: Some(uid.clone()),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match jobs.delete(&name, &params).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                Err(e) => return Err(api_error(format!("delete job {namespace}/{name}"), e)),
-            }
-            self.wait_gone(jobs, &name, &uid).await;
         }
         Err(exec_error(FailureReason::Cluster {
-            action: action(),
+            action: format!("create job {namespace}/{name}"),
             message: "a Job of the same name kept coming and going".to_owned(),
             status: Some(409),
         }))
@@ -722,6 +853,21 @@ impl KubeRunner {
             tracing::warn!(job = %name, "an old Job of this build was not gone in time");
         }
     }
+}
+
+/// Whether the Pod template of `job` mounts the Secret `name`.
+fn mounts_secret(job: &Job, name: &str) -> bool {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.volumes.as_ref())
+        .is_some_and(|volumes| {
+            volumes.iter().any(|v| {
+                v.secret
+                    .as_ref()
+                    .is_some_and(|s| s.secret_name.as_deref() == Some(name))
+            })
+        })
 }
 
 /// Puts the kept log lines into a failure that reports them.

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod, PodCondition};
 use kaniko_builder_core::Digest;
-use kaniko_builder_core::flow::{BuildEvent, FailureReason, InitDecision};
+use kaniko_builder_core::flow::{BuildEvent, FailureReason};
 
-use crate::manifest::{BUILDER_CONTAINER, BuildReason, Decision, INIT_CONTAINER};
+use crate::manifest::{BUILDER_CONTAINER, Decision, INIT_CONTAINER, parse_init_message};
 
 /// Waiting reasons that mean the image will not come.
 const PULL_FAILURES: [&str; 4] = [
@@ -229,18 +229,11 @@ impl Tracker {
         let message = t.message.clone().unwrap_or_default();
         if t.exit_code == 0 {
             if self.decision.is_none() {
-                let decision = Decision::parse(&message);
-                let event = match &decision {
-                    Some(Decision::Skip { digest }) => Some(InitDecision::Skip {
-                        digest: digest.clone(),
-                    }),
-                    Some(Decision::Build { reason }) => Some(InitDecision::Build {
-                        forced: *reason == BuildReason::Forced,
-                    }),
-                    _ => None,
-                };
-                if let Some(decision) = event {
-                    actions.push(Action::Emit(BuildEvent::InitCheck { decision }));
+                let decision = parse_init_message(&message).and_then(Result::ok);
+                if let Some(decision) = &decision {
+                    actions.push(Action::Emit(BuildEvent::InitCheck {
+                        decision: decision.clone(),
+                    }));
                 }
                 self.decision = decision;
             }
@@ -252,8 +245,8 @@ impl Tracker {
                 last_lines: Vec::new(),
             }));
         }
-        Some(Verdict::Failed(match Decision::parse(&message) {
-            Some(Decision::Error { message }) => FailureReason::InitCheckFailed { message },
+        Some(Verdict::Failed(match parse_init_message(&message) {
+            Some(Err(message)) => FailureReason::InitCheckFailed { message },
             _ => FailureReason::ExitCode {
                 container: INIT_CONTAINER.to_owned(),
                 code: t.exit_code,
@@ -292,7 +285,7 @@ impl Tracker {
                 last_lines: Vec::new(),
             }));
         }
-        if let Some(Decision::Skip { digest }) = Decision::parse(&message) {
+        if let Some(Ok(Decision::Skip { digest })) = parse_init_message(&message) {
             return Some(Verdict::Skipped(digest));
         }
         match Digest::parse(message.trim()) {

@@ -3,7 +3,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kaniko_builder_core::Digest;
-use kaniko_builder_core::flow::{BuildEvent, FailureReason, InitDecision};
+use kaniko_builder_core::flow::{BuildEvent, BuildReason, Decision, FailureReason};
 use serde_json::{Value, json};
 
 use super::state::{Action, Tracker, Verdict};
@@ -104,7 +104,9 @@ fn a_build_from_pending_to_pushed() {
         events(&a),
         [
             BuildEvent::InitCheck {
-                decision: InitDecision::Build { forced: false }
+                decision: Decision::Build {
+                    reason: BuildReason::Absent
+                }
             },
             BuildEvent::Building
         ]

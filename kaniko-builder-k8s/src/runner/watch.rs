@@ -29,6 +29,40 @@ pub(super) enum Stop {
     Reattach,
 }
 
+/// A node watch, started once the Pod is bound.
+type NodeWatch = BoxStream<'static, watcher::Result<Event<Node>>>;
+
+/// What an event means for the watch loop.
+enum Next {
+    /// Keep following.
+    Continue,
+    /// The cluster gave its verdict.
+    Verdict(Verdict),
+    /// Stop without a verdict (a watch ended, or an attached Job vanished).
+    Stop(Result<Stop, ExecError>),
+}
+
+/// The watch loop's state between events.
+struct Follow<'a> {
+    runner: &'a KubeRunner,
+    pods: &'a Api<Pod>,
+    name: &'a str,
+    uid: &'a str,
+    exec_context: Option<bytes::Bytes>,
+    events: &'a EventSink,
+    tracked: &'a Mutex<Tracked>,
+    tails: &'a Tails,
+    /// Whether this run created the Job (else it attached).
+    created: bool,
+    tracker: Tracker,
+    logs: JoinSet<()>,
+    upload: Option<AbortOnDrop>,
+    /// Whether the Job was seen in the current (re)list of the Job watch.
+    job_in_init: bool,
+    deadlines: Deadlines,
+    node_watch: Option<NodeWatch>,
+}
+
 impl KubeRunner {
     /// Follows the Job and its Pods to a verdict.
     #[allow(clippy::too_many_arguments)]
@@ -43,7 +77,6 @@ impl KubeRunner {
         tracked: &Mutex<Tracked>,
         tails: &Tails,
     ) -> Result<Stop, ExecError> {
-        let inner = &*self.inner;
         let mut job_watch = pin!(
             watcher::watcher(
                 jobs.clone(),
@@ -58,176 +91,248 @@ impl KubeRunner {
             )
             .default_backoff()
         );
-        let created = lock(tracked).created;
-        let mut tracker = Tracker::default();
-        let mut logs: JoinSet<()> = JoinSet::new();
-        let mut upload: Option<AbortOnDrop> = None;
-        let mut job_in_init = false;
-        let mut deadlines = Deadlines::default();
+        let mut f = Follow {
+            runner: self,
+            pods,
+            name,
+            uid,
+            exec_context,
+            events,
+            tracked,
+            tails,
+            created: lock(tracked).created,
+            tracker: Tracker::default(),
+            logs: JoinSet::new(),
+            upload: None,
+            job_in_init: false,
+            deadlines: Deadlines::default(),
+            node_watch: None,
+        };
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        // Started once the Pod is bound; dropped if the client may not watch Nodes.
-        let mut node_watch: Option<BoxStream<'static, watcher::Result<Event<Node>>>> = None;
-
         let verdict = loop {
-            let wake = deadlines.next().unwrap_or(far);
-            tokio::select! {
-                event = job_watch.next() => {
-                    let gone = match event {
-                        None => return Err(exec_error(FailureReason::Cluster {
-                            action: format!("watch job {name}"),
-                            message: "the watch ended".to_owned(),
-                            status: None,
-                        })),
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "job watch error; the watcher resumes");
-                            false
-                        }
-                        Some(Ok(Event::Init)) => { job_in_init = false; false }
-                        Some(Ok(Event::InitApply(job) | Event::Apply(job))) => {
-                            if job.uid().as_deref() == Some(uid) {
-                                job_in_init = true;
-                                if let Some(Action::AwaitPod(v)) = tracker.job(&job) {
-                                    if matches!(v, Verdict::Failed(FailureReason::DeadlineExceeded { .. })) {
-                                        break v;
-                                    }
-                                    deadlines.job(Instant::now() + POD_GRACE, v);
-                                }
-                                false
-                            } else {
-                                true
-                            }
-                        }
-                        Some(Ok(Event::InitDone)) => !job_in_init,
-                        Some(Ok(Event::Delete(job))) => job.uid().as_deref() == Some(uid),
-                    };
-                    if gone {
-                        lock(tracked).gone = true;
-                        if !created {
-                            return Ok(Stop::Reattach);
-                        }
-                        break Verdict::Failed(FailureReason::JobDeletedExternally);
-                    }
+            let wake = f.deadlines.next().unwrap_or(far);
+            let next = tokio::select! {
+                event = job_watch.next() => f.on_job(event),
+                event = pod_watch.next() => f.on_pod(event).await,
+                event = async { f.node_watch.as_mut().expect("guarded by the condition").next().await }, if f.node_watch.is_some() => {
+                    f.on_node(event);
+                    Next::Continue
                 }
-                event = pod_watch.next() => {
-                    let pod = match event {
-                        None => return Err(exec_error(FailureReason::Cluster {
-                            action: format!("watch the pods of job {name}"),
-                            message: "the watch ended".to_owned(),
-                            status: None,
-                        })),
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "pod watch error; the watcher resumes");
-                            continue;
-                        }
-                        Some(Ok(Event::InitApply(pod) | Event::Apply(pod))) => pod,
-                        Some(Ok(_)) => continue,
-                    };
-                    let pod_name = pod.name_any();
-                    lock(tracked).pods.insert(pod_name.clone(), pod.uid().unwrap_or_default());
-                    let (actions, verdict) = tracker.pod(&pod, exec_context.is_some());
-                    for action in actions {
-                        match action {
-                            Action::Emit(e) => events.send(e),
-                            Action::FollowLogs(container) => {
-                                logs.spawn(logs::follow(
-                                    pods.clone(),
-                                    pod_name.clone(),
-                                    container,
-                                    events.clone(),
-                                    tails.clone(),
-                                    inner.log_tail_lines,
-                                ));
-                            }
-                            Action::Upload => {
-                                if let Some(data) = exec_context.clone() {
-                                    upload = Some(AbortOnDrop(tokio::spawn(tokio::time::timeout(
-                                        inner.upload_timeout,
-                                        upload::exec_upload(pods.clone(), pod_name.clone(), data, events.clone()),
-                                    ).map_timeout())));
-                                }
-                            }
-                            Action::Unschedulable(message) => {
-                                if let Some(t) = inner.unschedulable_timeout {
-                                    deadlines.unschedulable(Instant::now() + t, message);
-                                }
-                            }
-                            Action::Scheduled => {
-                                deadlines.scheduled();
-                                if let Some(node) = tracker.node_name()
-                                    && self.may_watch_nodes().await
-                                {
-                                    node_watch = Some(watch_node(&inner.client, node));
-                                }
-                            }
-                            Action::NodeNotReady(message) => {
-                                node_lost(&mut deadlines, tracked, inner.node_lost_timeout, tracker.node_name(), &message);
-                            }
-                            Action::NodeReady => node_back(&mut deadlines, tracked, tracker.node_name()),
-                            Action::AwaitPod(_) => {}
-                        }
-                    }
-                    if let Some(v) = verdict {
-                        break v;
-                    }
+                result = async { (&mut f.upload.as_mut().expect("guarded by the condition").0).await }, if f.upload.is_some() => {
+                    f.on_upload(result);
+                    Next::Continue
                 }
-                event = async { node_watch.as_mut().expect("guarded by the condition").next().await }, if node_watch.is_some() => {
-                    let node = match event {
-                        Some(Ok(Event::InitApply(node) | Event::Apply(node))) => node,
-                        Some(Err(e)) if forbidden(&e) => {
-                            tracing::debug!(error = %e, "may not watch the build's Node; a lost node is seen through the Pod's conditions only");
-                            node_watch = None;
-                            continue;
-                        }
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "node watch error; the watcher resumes");
-                            continue;
-                        }
-                        None => {
-                            node_watch = None;
-                            continue;
-                        }
-                        Some(Ok(_)) => continue,
-                    };
-                    for action in tracker.node(&node) {
-                        match action {
-                            Action::Emit(e) => events.send(e),
-                            Action::NodeNotReady(message) => {
-                                node_lost(&mut deadlines, tracked, inner.node_lost_timeout, tracker.node_name(), &message);
-                            }
-                            Action::NodeReady => node_back(&mut deadlines, tracked, tracker.node_name()),
-                            _ => {}
-                        }
-                    }
-                }
-                result = async { (&mut upload.as_mut().expect("guarded by the condition").0).await }, if upload.is_some() => {
-                    upload = None;
-                    let failed = match result {
-                        Ok(Ok(())) => None,
-                        Ok(Err(message)) => Some(message),
-                        Err(e) => Some(format!("upload task failed: {e}")),
-                    };
-                    if let Some(message) = failed {
-                        tracing::debug!(%message, "exec upload failed; waiting briefly for the init container's own verdict");
-                        deadlines.upload_failed(Instant::now() + UPLOAD_GRACE, message);
-                    }
-                }
-                () = tokio::time::sleep_until(wake) => {
-                    if let Some(v) = deadlines.take_due(Instant::now()) {
-                        break v;
-                    }
-                }
+                () = tokio::time::sleep_until(wake) => f.deadlines.take_due(Instant::now()).map_or(Next::Continue, Next::Verdict),
+            };
+            match next {
+                Next::Continue => {}
+                Next::Verdict(v) => break v,
+                Next::Stop(stop) => return stop,
             }
         };
-        drop(upload);
-        // The streams end when their containers do; give them a moment to deliver the last lines.
+        f.finish().await;
+        Ok(Stop::Verdict(verdict))
+    }
+}
+
+impl Follow<'_> {
+    /// A Job watch event: a deadline verdict, or the Job gone (deleted, or replaced by another
+    /// of the same name).
+    fn on_job(&mut self, event: Option<watcher::Result<Event<Job>>>) -> Next {
+        let gone = match event {
+            None => return Next::Stop(Err(watch_ended(format!("watch job {}", self.name)))),
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "job watch error; the watcher resumes");
+                false
+            }
+            Some(Ok(Event::Init)) => {
+                self.job_in_init = false;
+                false
+            }
+            Some(Ok(Event::InitApply(job) | Event::Apply(job))) => {
+                if job.uid().as_deref() != Some(self.uid) {
+                    true
+                } else {
+                    self.job_in_init = true;
+                    if let Some(Action::AwaitPod(v)) = self.tracker.job(&job) {
+                        if matches!(v, Verdict::Failed(FailureReason::DeadlineExceeded { .. })) {
+                            return Next::Verdict(v);
+                        }
+                        self.deadlines.job(Instant::now() + POD_GRACE, v);
+                    }
+                    false
+                }
+            }
+            Some(Ok(Event::InitDone)) => !self.job_in_init,
+            Some(Ok(Event::Delete(job))) => job.uid().as_deref() == Some(self.uid),
+        };
+        if !gone {
+            return Next::Continue;
+        }
+        lock(self.tracked).gone = true;
+        if self.created {
+            Next::Verdict(Verdict::Failed(FailureReason::JobDeletedExternally))
+        } else {
+            Next::Stop(Ok(Stop::Reattach))
+        }
+    }
+
+    /// A Pod watch event: the tracker's actions, then its verdict, if any.
+    async fn on_pod(&mut self, event: Option<watcher::Result<Event<Pod>>>) -> Next {
+        let pod = match event {
+            None => {
+                let action = format!("watch the pods of job {}", self.name);
+                return Next::Stop(Err(watch_ended(action)));
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "pod watch error; the watcher resumes");
+                return Next::Continue;
+            }
+            Some(Ok(Event::InitApply(pod) | Event::Apply(pod))) => pod,
+            Some(Ok(_)) => return Next::Continue,
+        };
+        let pod_name = pod.name_any();
+        lock(self.tracked)
+            .pods
+            .insert(pod_name.clone(), pod.uid().unwrap_or_default());
+        let (actions, verdict) = self.tracker.pod(&pod, self.exec_context.is_some());
+        for action in actions {
+            self.act(action, &pod_name).await;
+        }
+        verdict.map_or(Next::Continue, Next::Verdict)
+    }
+
+    /// Carries out one of the tracker's actions for the Pod `pod_name`.
+    async fn act(&mut self, action: Action, pod_name: &str) {
+        let inner = &*self.runner.inner;
+        match action {
+            Action::Emit(e) => self.events.send(e),
+            Action::FollowLogs(container) => {
+                self.logs.spawn(logs::follow(
+                    self.pods.clone(),
+                    pod_name.to_owned(),
+                    container,
+                    self.events.clone(),
+                    self.tails.clone(),
+                    inner.log_tail_lines,
+                ));
+            }
+            Action::Upload => {
+                if let Some(data) = self.exec_context.clone() {
+                    let upload = upload::exec_upload(
+                        self.pods.clone(),
+                        pod_name.to_owned(),
+                        data,
+                        self.events.clone(),
+                    );
+                    let task = tokio::spawn(tokio::time::timeout(inner.upload_timeout, upload).map_timeout());
+                    self.upload = Some(AbortOnDrop(task));
+                }
+            }
+            Action::Unschedulable(message) => {
+                if let Some(t) = inner.unschedulable_timeout {
+                    self.deadlines.unschedulable(Instant::now() + t, message);
+                }
+            }
+            Action::Scheduled => {
+                self.deadlines.scheduled();
+                if let Some(node) = self.tracker.node_name()
+                    && self.runner.may_watch_nodes().await
+                {
+                    self.node_watch = Some(watch_node(&inner.client, node));
+                }
+            }
+            Action::NodeNotReady(message) => self.node_lost(&message),
+            Action::NodeReady => self.node_back(),
+            Action::AwaitPod(_) => {}
+        }
+    }
+
+    /// A Node watch event: whether the build's node is lost or back.
+    fn on_node(&mut self, event: Option<watcher::Result<Event<Node>>>) {
+        let node = match event {
+            Some(Ok(Event::InitApply(node) | Event::Apply(node))) => node,
+            Some(Err(e)) if forbidden(&e) => {
+                tracing::debug!(error = %e, "may not watch the build's Node; a lost node is seen through the Pod's conditions only");
+                self.node_watch = None;
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "node watch error; the watcher resumes");
+                return;
+            }
+            None => {
+                self.node_watch = None;
+                return;
+            }
+            Some(Ok(_)) => return,
+        };
+        for action in self.tracker.node(&node) {
+            match action {
+                Action::Emit(e) => self.events.send(e),
+                Action::NodeNotReady(message) => self.node_lost(&message),
+                Action::NodeReady => self.node_back(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The exec upload ended: a failure waits briefly for the init container's own verdict.
+    fn on_upload(&mut self, result: Result<Result<(), String>, tokio::task::JoinError>) {
+        self.upload = None;
+        let failed = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message),
+            Err(e) => Some(format!("upload task failed: {e}")),
+        };
+        if let Some(message) = failed {
+            tracing::debug!(%message, "exec upload failed; waiting briefly for the init container's own verdict");
+            self.deadlines
+                .upload_failed(Instant::now() + UPLOAD_GRACE, message);
+        }
+    }
+
+    /// The node stopped reporting: its Pods need force to delete, and the build fails as lost
+    /// after the runner's grace (none: wait for the deadlines).
+    fn node_lost(&mut self, message: &str) {
+        let grace = self.runner.inner.node_lost_timeout;
+        let node = self.tracker.node_name();
+        tracing::warn!(node = node.unwrap_or_default(), %message, ?grace, "the build's node is not ready");
+        lock(self.tracked).node_lost = true;
+        if let Some(grace) = grace {
+            let message = format!("{message} (not back within {grace:?})");
+            self.deadlines.node_lost(Instant::now() + grace, node, message);
+        }
+    }
+
+    /// The node reports again: the build goes on.
+    fn node_back(&mut self) {
+        let node = self.tracker.node_name();
+        tracing::info!(node = node.unwrap_or_default(), "the build's node is ready again");
+        lock(self.tracked).node_lost = false;
+        self.deadlines.node_back();
+    }
+
+    /// Stops the upload and gives the log streams, which end when their containers do, a moment
+    /// to deliver the last lines.
+    async fn finish(mut self) {
+        drop(self.upload.take());
         let draining = Instant::now();
-        let drained = tokio::time::timeout(inner.log_drain_timeout, async {
+        let logs = &mut self.logs;
+        let drained = tokio::time::timeout(self.runner.inner.log_drain_timeout, async {
             while logs.join_next().await.is_some() {}
         })
         .await;
         tracing::debug!(elapsed = ?draining.elapsed(), complete = drained.is_ok(), "log streams drained");
-        Ok(Stop::Verdict(verdict))
     }
+}
+
+fn watch_ended(action: String) -> ExecError {
+    exec_error(FailureReason::Cluster {
+        action,
+        message: "the watch ended".to_owned(),
+        status: None,
+    })
 }
 
 impl KubeRunner {
@@ -261,7 +366,7 @@ impl KubeRunner {
 }
 
 /// Watches the one Node the build's Pod is bound to.
-fn watch_node(client: &kube::Client, node: &str) -> BoxStream<'static, watcher::Result<Event<Node>>> {
+fn watch_node(client: &kube::Client, node: &str) -> NodeWatch {
     let nodes: Api<Node> = Api::all(client.clone());
     watcher::watcher(
         nodes,
@@ -281,30 +386,6 @@ fn forbidden(e: &watcher::Error) -> bool {
         | watcher::Error::WatchError(s) => s.code == 403,
         _ => false,
     }
-}
-
-/// The node stopped reporting: its Pods need force to delete, and the build fails as lost after
-/// `grace` (`None`: wait for the deadlines).
-fn node_lost(
-    deadlines: &mut Deadlines,
-    tracked: &Mutex<Tracked>,
-    grace: Option<Duration>,
-    node: Option<&str>,
-    message: &str,
-) {
-    tracing::warn!(node = node.unwrap_or_default(), %message, ?grace, "the build's node is not ready");
-    lock(tracked).node_lost = true;
-    if let Some(grace) = grace {
-        let message = format!("{message} (not back within {grace:?})");
-        deadlines.node_lost(Instant::now() + grace, node, message);
-    }
-}
-
-/// The node reports again: the build goes on.
-fn node_back(deadlines: &mut Deadlines, tracked: &Mutex<Tracked>, node: Option<&str>) {
-    tracing::info!(node = node.unwrap_or_default(), "the build's node is ready again");
-    lock(tracked).node_lost = false;
-    deadlines.node_back();
 }
 
 /// The exec upload task, aborted when the watch ends in any way (also when its future is

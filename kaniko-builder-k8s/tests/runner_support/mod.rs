@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kaniko_builder_core::flow::{BuildEvent, BuildPlan, EventSink, ObjectRef, PlanReason};
+use kaniko_builder_core::flow::{BuildEvent, BuildPlan, BuildReason, EventSink, ObjectRef};
 use kaniko_builder_core::{BuildConfig, ImageRef};
 use kube::ResourceExt as _;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -31,7 +31,7 @@ pub fn config(image: &str, namespace: &str) -> BuildConfig {
 }
 
 pub fn plan(config: &BuildConfig) -> BuildPlan {
-    BuildPlan::new(config.clone(), PlanReason::Absent, None)
+    BuildPlan::new(config.clone(), BuildReason::Absent, None)
 }
 
 /// A sink that records every event.

@@ -18,30 +18,13 @@ const BUSYBOX: &str = "/bin/busybox";
 /// # Errors
 /// `/bin/busybox` missing (install `busybox-static`), buildah failing, the push failing.
 pub async fn push_busybox_base(registry: &TestRegistry, repo: &str, tag: &str) -> anyhow::Result<String> {
-    let busybox = Path::new(BUSYBOX);
-    if !busybox.is_file() {
-        bail!("{BUSYBOX} is missing: install busybox-static");
-    }
     let dir = tempfile::Builder::new()
         .prefix("kb-busybox-")
         .tempdir()
         .context("create temp dir")?;
-    let context = dir.path().join("context");
-    std::fs::create_dir_all(&context)?;
-    std::fs::copy(busybox, context.join("busybox")).context("copy busybox")?;
-    std::fs::write(
-        context.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
-    )?;
     let buildah = super::builder::Buildah::prepare(dir.path(), None, &[])?;
     let image = format!("{}/{repo}:{tag}", registry.host());
-
-    let mut bud = buildah.command("bud");
-    bud.arg("--format=docker")
-        .arg("--layers=false")
-        .arg(format!("--tag={image}"))
-        .arg(&context);
-    run(bud, "buildah bud (busybox base)").await?;
+    bud_busybox(&buildah, dir.path(), &image).await?;
 
     let digest_file = dir.path().join("digest");
     let mut push = buildah.command("push");
@@ -58,6 +41,43 @@ pub async fn push_busybox_base(registry: &TestRegistry, repo: &str, tag: &str) -
     run(push, "buildah push (busybox base)").await?;
     let digest = std::fs::read_to_string(&digest_file).context("read the pushed digest")?;
     Ok(digest.trim().to_owned())
+}
+
+/// Builds the same busybox image into the buildah storage at `root` (a node's
+/// [`NodeOptions::buildah_root`](super::NodeOptions::buildah_root)) as `name`, e.g.
+/// `docker.io/library/busybox:1.36`: a base image the node then has without pulling it, as a
+/// kubelet has a pre-pulled image. Nothing is pushed.
+///
+/// # Errors
+/// `/bin/busybox` missing (install `busybox-static`), buildah failing.
+pub(crate) async fn preload_busybox(root: &Path, name: &str) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("kb-busybox-")
+        .tempdir()
+        .context("create temp dir")?;
+    let buildah = super::builder::Buildah::prepare(dir.path(), Some(root), &[])?;
+    bud_busybox(&buildah, dir.path(), name).await
+}
+
+/// `buildah bud` of the busybox image as `tag`, with its context under `dir`.
+async fn bud_busybox(buildah: &super::builder::Buildah, dir: &Path, tag: &str) -> anyhow::Result<()> {
+    let busybox = Path::new(BUSYBOX);
+    if !busybox.is_file() {
+        bail!("{BUSYBOX} is missing: install busybox-static");
+    }
+    let context = dir.join("context");
+    std::fs::create_dir_all(&context)?;
+    std::fs::copy(busybox, context.join("busybox")).context("copy busybox")?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n",
+    )?;
+    let mut bud = buildah.command("bud");
+    bud.arg("--format=docker")
+        .arg("--layers=false")
+        .arg(format!("--tag={tag}"))
+        .arg(&context);
+    run(bud, "buildah bud (busybox base)").await
 }
 
 async fn run(mut command: Command, what: &str) -> anyhow::Result<()> {

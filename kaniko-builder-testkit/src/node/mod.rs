@@ -118,6 +118,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
 
 use self::builder::Buildah;
+pub(crate) use self::busybox::preload_busybox;
 pub use self::busybox::push_busybox_base;
 use self::fault::FaultBook;
 pub use self::fault::{Fault, Target};

@@ -136,7 +136,7 @@ impl NodeOptions {
     }
 
     /// The crane binary to use (see [`Self::crane`]).
-    pub(super) fn crane_path(&self) -> PathBuf {
+    pub(crate) fn crane_path(&self) -> PathBuf {
         if let Some(path) = &self.crane {
             return path.clone();
         }
