@@ -322,10 +322,7 @@ impl ImageProbe for FirstProbe<'_> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
             if let Some(first) = first {
-                return first.map_err(|e| {
-                    let (unauthorized, retryable) = (e.is_unauthorized(), e.is_retryable());
-                    RegistryFailure::new(e, unauthorized, retryable)
-                });
+                return first.map_err(RegistryFailure::from);
             }
         }
         ImageProbe::probe(self.registry, image).await

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use kaniko_builder_core::ImageRef;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use secrecy::ExposeSecret as _;
 use tokio::sync::OnceCell;
 
 use crate::auth::challenge::{self, Challenge};
@@ -305,12 +306,14 @@ impl RegistryClient {
     ) -> Result<Option<String>> {
         let creds = self.credentials(st).await?;
         if let Credentials::RegistryToken { token } = creds {
-            return Ok(Some(format!("Bearer {token}")));
+            return Ok(Some(format!("Bearer {}", token.expose_secret())));
         }
         match st.challenge() {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(match creds {
-                Credentials::Basic { username, password } => Some(basic_header(username, password)),
+                Credentials::Basic { username, password } => {
+                    Some(basic_header(username, password.expose_secret()))
+                }
                 _ => None,
             }),
             Some(Challenge::Bearer { realm, service }) => {

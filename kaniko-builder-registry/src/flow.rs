@@ -10,7 +10,8 @@ use crate::error::Error;
 impl From<Error> for RegistryFailure {
     fn from(e: Error) -> Self {
         let (unauthorized, retryable) = (e.is_unauthorized(), e.is_retryable());
-        RegistryFailure::new(e, unauthorized, retryable)
+        let cause = e.kind();
+        RegistryFailure::new(e, unauthorized, retryable).with_cause(cause)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use kaniko_builder_core::ImageRef;
 use kaniko_builder_core::image_ref::{DOCKER_HUB, DOCKER_HUB_CONFIG_KEY};
+use secrecy::ExposeSecret as _;
 
 use crate::{Credentials, RegistryClient, Result};
 
@@ -32,10 +33,15 @@ impl RegistryClient {
             }
             let entry = match self.credentials_for(dest).await? {
                 Credentials::Basic { username, password } => serde_json::json!({
-                    "auth": base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")),
+                    "auth": base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{}", password.expose_secret())),
                 }),
-                Credentials::IdentityToken { token } => serde_json::json!({ "identitytoken": token }),
-                Credentials::RegistryToken { token } => serde_json::json!({ "registrytoken": token }),
+                Credentials::IdentityToken { token } => {
+                    serde_json::json!({ "identitytoken": token.expose_secret() })
+                }
+                Credentials::RegistryToken { token } => {
+                    serde_json::json!({ "registrytoken": token.expose_secret() })
+                }
                 _ => continue,
             };
             auths.insert(key, entry);

@@ -69,6 +69,7 @@ pub struct RegistryFailure {
     source: BoxError,
     unauthorized: bool,
     retryable: bool,
+    cause: &'static str,
 }
 
 /// The name the probe side of the flow uses for [`RegistryFailure`].
@@ -81,7 +82,21 @@ impl RegistryFailure {
             source: source.into(),
             unauthorized,
             retryable,
+            cause: if unauthorized { "unauthorized" } else { "registry" },
         }
+    }
+
+    /// What kind of failure it is, as the registry client names it (`unauthorized`, `tls`,
+    /// `unreachable`, `rate_limited`, `registry_error`…). Default: `unauthorized` or `registry`.
+    #[must_use]
+    pub fn with_cause(mut self, cause: &'static str) -> Self {
+        self.cause = cause;
+        self
+    }
+
+    /// The kind of failure (see [`with_cause`](Self::with_cause)).
+    pub fn cause(&self) -> &'static str {
+        self.cause
     }
 
     /// The registry rejected or lacked credentials (401, 403, a refused token).
@@ -106,6 +121,7 @@ impl fmt::Debug for RegistryFailure {
             .field("source", &self.source)
             .field("unauthorized", &self.unauthorized)
             .field("retryable", &self.retryable)
+            .field("cause", &self.cause)
             .finish()
     }
 }

@@ -129,6 +129,9 @@ impl BuildOutcome {
 pub enum FailureReason {
     /// The caller's probe could not tell whether the image exists (never taken as absent).
     ProbeFailed {
+        /// The kind of failure, as the registry client names it: `unauthorized`, `tls`,
+        /// `unreachable`, `rate_limited`, `registry_error`…
+        cause: &'static str,
         /// The registry's error.
         message: String,
         /// Credentials were missing or rejected.

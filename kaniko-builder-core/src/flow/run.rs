@@ -78,6 +78,7 @@ pub async fn run_build(
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             let reason = FailureReason::ProbeFailed {
+                cause: e.cause(),
                 message: e.to_string(),
                 unauthorized: e.is_unauthorized(),
                 retryable: e.is_retryable(),

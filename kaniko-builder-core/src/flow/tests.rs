@@ -248,6 +248,7 @@ fn a_probe_error_is_never_absent() {
     assert!(matches!(
         *failure.reason(),
         FailureReason::ProbeFailed {
+            cause: "unauthorized",
             unauthorized: true,
             retryable: false,
             ..

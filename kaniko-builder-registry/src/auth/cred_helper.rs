@@ -92,7 +92,7 @@ pub(crate) async fn get(
         })?;
     Ok(match (parsed.username.as_str(), parsed.secret) {
         (_, secret) if secret.is_empty() => Credentials::Anonymous,
-        (TOKEN_USERNAME, token) => Credentials::IdentityToken { token },
+        (TOKEN_USERNAME, token) => Credentials::IdentityToken { token: token.into() },
         (_, password) => Credentials::basic(parsed.username, password),
     })
 }

@@ -2,8 +2,11 @@
 
 use std::fmt;
 
-/// What to authenticate with. `Debug` never prints a secret.
-#[derive(Clone, PartialEq, Eq, Default)]
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// What to authenticate with. The secrets are [`SecretString`]s (zeroed on drop, never in
+/// `Debug`); `Debug` prints no secret.
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub enum Credentials {
     /// No credentials: anonymous access (also what a missing config means).
@@ -14,18 +17,18 @@ pub enum Credentials {
         /// The user name.
         username: String,
         /// The password.
-        password: String,
+        password: SecretString,
     },
     /// An OAuth2 refresh token (`identitytoken`), exchanged for an access token at the registry's
     /// token endpoint.
     IdentityToken {
         /// The refresh token.
-        token: String,
+        token: SecretString,
     },
     /// A bearer token sent to the registry as is (`registrytoken`).
     RegistryToken {
         /// The token.
-        token: String,
+        token: SecretString,
     },
 }
 
@@ -34,7 +37,7 @@ impl Credentials {
     pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
         Self::Basic {
             username: username.into(),
-            password: password.into(),
+            password: SecretString::from(password.into()),
         }
     }
 
@@ -43,6 +46,28 @@ impl Credentials {
         matches!(self, Self::Anonymous)
     }
 }
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Anonymous, Self::Anonymous) => true,
+            (
+                Self::Basic { username, password },
+                Self::Basic {
+                    username: u,
+                    password: p,
+                },
+            ) => username == u && password.expose_secret() == p.expose_secret(),
+            (Self::IdentityToken { token: a }, Self::IdentityToken { token: b })
+            | (Self::RegistryToken { token: a }, Self::RegistryToken { token: b }) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Credentials {}
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -232,10 +232,10 @@ fn matches_registry(key: &str, registry: &str, hub: bool) -> bool {
 
 fn decode_entry(entry: RawAuth) -> std::result::Result<Credentials, &'static str> {
     if let Some(token) = entry.registrytoken.filter(|t| !t.is_empty()) {
-        return Ok(Credentials::RegistryToken { token });
+        return Ok(Credentials::RegistryToken { token: token.into() });
     }
     if let Some(token) = entry.identitytoken.filter(|t| !t.is_empty()) {
-        return Ok(Credentials::IdentityToken { token });
+        return Ok(Credentials::IdentityToken { token: token.into() });
     }
     if let Some(auth) = entry.auth.filter(|a| !a.is_empty()) {
         let bytes = STANDARD

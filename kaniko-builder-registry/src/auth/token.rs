@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use super::credentials::Credentials;
@@ -58,7 +59,7 @@ pub(crate) fn request(
     if let Credentials::IdentityToken { token } = credentials {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", token)
+            .append_pair("refresh_token", token.expose_secret())
             .append_pair("client_id", CLIENT_ID)
             .append_pair("scope", scope);
         if let Some(s) = service {
@@ -78,7 +79,7 @@ pub(crate) fn request(
     }
     let req = http.get(url);
     Ok(match credentials {
-        Credentials::Basic { username, password } => req.basic_auth(username, Some(password)),
+        Credentials::Basic { username, password } => req.basic_auth(username, Some(password.expose_secret())),
         _ => req,
     })
 }
