@@ -49,8 +49,8 @@ mod tls;
 #[doc(hidden)]
 pub mod __tls {
     pub use crate::tls::{
-        MissingRoots, NO_PROVIDER, crypto_provider, load_system_roots, needs_system_roots, roots_verifier,
-        system_roots_loaded,
+        MissingRoots, NO_PROVIDER, accept_any_cert, crypto_provider, load_system_roots, needs_system_roots,
+        roots_verifier, system_roots_loaded,
     };
 }
 

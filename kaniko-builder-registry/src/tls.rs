@@ -282,7 +282,7 @@ pub(crate) fn client_config(skip_verify: bool, ca_pems: &[String]) -> Result<rus
         .map_err(|e| e.to_string())?
         .dangerous();
     let verifier: Arc<dyn ServerCertVerifier> = if skip_verify {
-        Arc::new(AcceptAnyCert(provider.signature_verification_algorithms))
+        accept_any_cert(&provider)
     } else {
         let mut extra = Vec::new();
         for (i, pem) in ca_pems.iter().enumerate() {
@@ -303,8 +303,13 @@ pub(crate) fn client_config(skip_verify: bool, ca_pems: &[String]) -> Result<rus
     Ok(config)
 }
 
-/// For registries configured with `skip_tls_verify`: the handshake signatures are still checked,
-/// the certificate chain is not.
+/// A verifier for registries configured with `skip_tls_verify` (and kubeconfig
+/// `insecure-skip-tls-verify`): the handshake signatures are still checked with `provider`'s
+/// algorithms, the certificate chain is not.
+pub fn accept_any_cert(provider: &CryptoProvider) -> Arc<dyn ServerCertVerifier> {
+    Arc::new(AcceptAnyCert(provider.signature_verification_algorithms))
+}
+
 #[derive(Debug)]
 struct AcceptAnyCert(WebPkiSupportedAlgorithms);
 
