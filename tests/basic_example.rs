@@ -9,18 +9,7 @@ use kaniko_builder_testkit::{RegistryAuth, TestRegistry};
 use serde_json::Value;
 
 fn example() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test binary");
-    dir.pop(); // deps
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join("basic");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` before this test (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    kaniko_builder_testkit::example_binary("basic")
 }
 
 /// The example with `args`, no cluster, no docker config, no seed keys and no proxy, then `env`.

@@ -14,18 +14,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 
 fn example() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test binary");
-    dir.pop(); // deps
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join("basic");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` before this test (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    kaniko_builder_testkit::example_binary("basic")
 }
 
 /// A fresh machine, as far as the example can tell: its own HOME and XDG state dir, no cluster,

@@ -25,18 +25,7 @@ const PROXY_VARS: [&str; 5] = [
 ];
 
 fn example() -> PathBuf {
-    let mut dir = std::env::current_exe().expect("test binary");
-    dir.pop(); // deps
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("examples").join("basic");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples` before this test (scripts/test.sh does)",
-        path.display()
-    );
-    path
+    kaniko_builder_testkit::example_binary("basic")
 }
 
 /// `cmd` without any proxy variable or cluster, then with `vars`.

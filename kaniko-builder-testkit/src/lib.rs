@@ -5,6 +5,7 @@
 
 mod client;
 pub mod cluster;
+mod examples;
 mod image;
 mod jwt;
 mod kubelet_api;
@@ -26,6 +27,7 @@ pub mod trace;
 
 pub use client::{reqwest_client, rustls_client_config};
 pub use cluster::{TestCluster, TestClusterBuilder};
+pub use examples::example_binary;
 pub use image::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, ImageSpec, LayerCompression, MANIFEST_ACCEPT, ManifestFormat,
     OCI_INDEX, OCI_MANIFEST, sha256_digest,
