@@ -267,6 +267,15 @@ async fn run(bed: &Bed, case: Case, n: usize) -> anyhow::Result<InitEnd> {
     })
 }
 
+/// Runs every named case at once, each as its own Job; their ends, by name, in order.
+async fn run_all<'a>(bed: &Bed, cases: Vec<(&'a str, Case)>) -> anyhow::Result<Vec<(&'a str, InitEnd)>> {
+    let runs = cases
+        .into_iter()
+        .enumerate()
+        .map(|(n, (name, case))| async move { Ok::<_, anyhow::Error>((name, run(bed, case, n).await?)) });
+    futures::future::try_join_all(runs).await
+}
+
 fn assert_error(end: &InitEnd, what: &str, needle: &str) {
     assert_eq!(end.code, 1, "{what}: {end:#?}");
     assert!(
@@ -363,15 +372,8 @@ async fn the_real_init_script_builds_only_on_a_404_from_cranes_final_answer() ->
             Case::new(format!("{stub}/s404/app:v1")).insecure(),
         ),
     ];
-    let names: Vec<&str> = cases.iter().map(|(name, _)| *name).collect();
-    let ends = futures::future::try_join_all(
-        cases
-            .into_iter()
-            .enumerate()
-            .map(|(n, (_, case))| run(&bed, case, n)),
-    )
-    .await?;
-    let end = |name: &str| &ends[names.iter().position(|n| *n == name).expect("case")];
+    let ends = run_all(&bed, cases).await?;
+    let end = |name: &str| &ends.iter().find(|(n, _)| *n == name).expect("case").1;
 
     assert_decision(
         end("tag exists"),
@@ -464,15 +466,7 @@ async fn every_force_build_spelling_is_understood_by_the_real_script() -> anyhow
                 .force(value),
         ));
     }
-    let values: Vec<&str> = cases.iter().map(|(v, _)| *v).collect();
-    let ends = futures::future::try_join_all(
-        cases
-            .into_iter()
-            .enumerate()
-            .map(|(n, (_, case))| run(&bed, case, n)),
-    )
-    .await?;
-    for (value, end) in values.iter().zip(&ends) {
+    for (value, end) in &run_all(&bed, cases).await? {
         let what = format!("FORCE_BUILD={value:?}");
         if forced.contains(value) {
             assert_decision(end, &what, FORCED);
