@@ -1,6 +1,6 @@
 //! A real CNCF distribution registry process (`docker-registry serve CONFIG`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -293,23 +293,7 @@ impl TestRegistry {
     }
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let bin = std::env::var_os("KB_REGISTRY_BIN")
-            .map_or_else(|| PathBuf::from(DEFAULT_REGISTRY_BIN), PathBuf::from);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .context("open registry log")?;
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        self.child = Some(child);
+        self.child = Some(spawn_registry(&self.config_path(), &self.log_path())?);
         self.wait_ready().await
     }
 
@@ -352,4 +336,25 @@ async fn htpasswd_line() -> anyhow::Result<String> {
         bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8(out.stdout)?.trim().to_owned() + "\n")
+}
+
+/// `docker-registry serve CONFIG` (`$KB_REGISTRY_BIN` overrides the binary), its output appended
+/// to `log`, killed when the returned child is dropped.
+pub(crate) fn spawn_registry(config: &Path, log: &Path) -> anyhow::Result<Child> {
+    let bin = std::env::var_os("KB_REGISTRY_BIN")
+        .map_or_else(|| PathBuf::from(DEFAULT_REGISTRY_BIN), PathBuf::from);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .context("open registry log")?;
+    Command::new(&bin)
+        .arg("serve")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawn {}", bin.display()))
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::TestCluster;
 use crate::cluster::Component;
@@ -52,7 +52,6 @@ pub const DESCRIPTION: &str = "a real Kubernetes API server, scheduler and contr
      a stand-in kubelet that runs the build Pod's real scripts with buildah in place of the kaniko \
      executor, and an anonymous plain-HTTP registry, all on 127.0.0.1";
 
-const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `$XDG_STATE_HOME/kaniko-builder/sandbox`, else `$HOME/.local/state/kaniko-builder/sandbox`.
@@ -367,26 +366,13 @@ async fn start_registry(dir: &Path) -> anyhow::Result<(Child, String)> {
     let base = dir.join("registry");
     let storage = base.join("storage");
     std::fs::create_dir_all(&storage)?;
-    let bin = std::env::var_os("KB_REGISTRY_BIN").map_or_else(|| PathBuf::from(REGISTRY_BIN), PathBuf::from);
     let mut attempt = 0;
     loop {
         attempt += 1;
         let port = crate::free_port();
         let config = base.join("config.yml");
         std::fs::write(&config, render(port, &storage, None, &AuthConfig::None))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(base.join("registry.log"))?;
-        let mut child = Command::new(&bin)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
+        let mut child = crate::registry::spawn_registry(&config, &base.join("registry.log"))?;
         let client = crate::reqwest_client(None)?;
         let url = format!("http://127.0.0.1:{port}/v2/");
         let deadline = Instant::now() + Duration::from_secs(10);
