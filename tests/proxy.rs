@@ -15,15 +15,6 @@ use serde_json::Value;
 /// Environment variables for a child: (name, value).
 type Vars<'a> = &'a [(&'a str, &'a str)];
 
-/// The variables a child starts without (any case), whatever this process has.
-const PROXY_VARS: [&str; 5] = [
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-];
-
 fn example() -> PathBuf {
     kaniko_builder_testkit::example_binary("basic")
 }
@@ -32,9 +23,7 @@ fn example() -> PathBuf {
 fn isolated(cmd: &mut tokio::process::Command, vars: &[(&str, &str)]) {
     cmd.env("KUBECONFIG", "/nonexistent/kubeconfig")
         .env_remove("KUBERNETES_SERVICE_HOST");
-    for var in PROXY_VARS {
-        cmd.env_remove(var).env_remove(var.to_lowercase());
-    }
+    kaniko_builder_testkit::clear_proxy_env(cmd);
     cmd.envs(vars.iter().copied());
 }
 

@@ -20,15 +20,6 @@ const CHILD_ENV: &str = "KB_PROXY_TEST_CHILD";
 /// Environment variables for a child: (name, value).
 type Vars<'a> = &'a [(&'a str, &'a str)];
 
-/// The variables a child starts without (any case), whatever this process has.
-const PROXY_VARS: [&str; 5] = [
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "REQUEST_METHOD",
-];
-
 /// The cluster's admin kubeconfig with `edit` applied to its one cluster entry, written to `path`.
 fn kubeconfig(cluster: &TestCluster, path: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let text = std::fs::read_to_string(cluster.kubeconfig_path()).expect("read admin kubeconfig");
@@ -220,9 +211,7 @@ async fn run_child(kubeconfig: &Path, vars: &[(&str, &str)]) -> Result<(), Strin
     .env(CHILD_ENV, "1")
     .env("KUBECONFIG", kubeconfig)
     .env_remove("KUBERNETES_SERVICE_HOST");
-    for var in PROXY_VARS {
-        cmd.env_remove(var).env_remove(var.to_lowercase());
-    }
+    kaniko_builder_testkit::clear_proxy_env(&mut cmd);
     cmd.envs(vars.iter().copied());
     let out = cmd.output().await.expect("run the child");
     let (stdout, stderr) = (

@@ -35,7 +35,7 @@ pub use image::{
 pub use kubelet_api::KubeletApi;
 pub use logs::{CapturedLogs, capture_trace_logs};
 pub use node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
-pub use proxy::TestProxy;
+pub use proxy::{PROXY_VARS, TestProxy, clear_proxy_env};
 pub use push::{PushedIndex, PushedManifest};
 pub use registry::{RegistryAuth, TestRegistry};
 pub use stub::{StubRequest, StubServer};

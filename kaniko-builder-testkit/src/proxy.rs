@@ -12,6 +12,23 @@ const DEFAULT_TINYPROXY_BIN: &str = "/usr/bin/tinyproxy";
 /// How long a start may take before it counts as failed.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The variables a child process of a proxy test starts without, in both cases: the proxy
+/// variables, and `REQUEST_METHOD` (with it, reqwest ignores them, as in a CGI program).
+pub const PROXY_VARS: [&str; 5] = [
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+];
+
+/// Removes [`PROXY_VARS`], upper and lower case, from `cmd`'s environment.
+pub fn clear_proxy_env(cmd: &mut tokio::process::Command) {
+    for var in PROXY_VARS {
+        cmd.env_remove(var).env_remove(var.to_lowercase());
+    }
+}
+
 /// A running `tinyproxy` (HTTP forward proxy, `CONNECT` tunnels included) on a free 127.0.0.1
 /// port, logging every request at `LogLevel Connect`.
 ///
