@@ -68,6 +68,11 @@ struct Args {
     /// Build even when the tag exists (the seed's FORCE_BUILD=Y).
     #[arg(long, env = "FORCE_BUILD", value_parser = parse_force, default_value = "N", num_args = 0..=1, default_missing_value = "Y")]
     force: bool,
+    /// Platforms to build, comma-separated (`linux/amd64,linux/arm64`): one Job per platform on
+    /// a node of that platform, in parallel, then one image index under the tag. Default:
+    /// $DOCKER_PLATFORMS, else one image for the build node's platform.
+    #[arg(long, env = "DOCKER_PLATFORMS", value_parser = parse_platforms, default_value = "")]
+    platform: Platforms,
     /// Namespace of the build's objects.
     #[arg(long, default_value = "kaniko")]
     namespace: String,
@@ -110,6 +115,16 @@ struct Args {
     /// Internal: the process the daemon stops with.
     #[arg(long, hide = true)]
     sandbox_owner: Option<u32>,
+}
+
+/// `--platform`'s value.
+#[derive(Debug, Clone, Default)]
+struct Platforms(Vec<kaniko_builder::Platform>);
+
+fn parse_platforms(v: &str) -> Result<Platforms, String> {
+    kaniko_builder::core::config::seed::parse_platforms(v)
+        .map(Platforms)
+        .map_err(|e| e.to_string())
 }
 
 fn parse_force(v: &str) -> Result<bool, String> {
@@ -233,6 +248,7 @@ fn config(args: &Args, sandbox: Option<&sandbox::Session>) -> anyhow::Result<Bui
         .context(ContextSource::LocalDir(context))
         .dockerfile(args.dockerfile.clone().unwrap_or_else(|| default_file.to_owned()))
         .force(args.force)
+        .platforms(args.platform.0.clone())
         .namespace(args.namespace.clone());
     for host in &args.insecure_registry {
         b = b.insecure_registry(host.clone());

@@ -51,6 +51,7 @@ pub(crate) struct Options {
     pub(crate) upload: Option<UploadMethod>,
     pub(crate) unschedulable_timeout: Option<Option<Duration>>,
     pub(crate) node_lost_timeout: Option<Option<Duration>>,
+    pub(crate) pack: crate::context::PackOptions,
 }
 
 impl fmt::Debug for Build {
@@ -207,6 +208,14 @@ macro_rules! option_setters {
             self.opts.node_lost_timeout = Some(timeout);
             self
         }
+
+        /// How a local directory is packed: a limit on its files' total size, the gzip level.
+        /// Default: [`PackOptions::default`]($crate::context::PackOptions::default) (no limit,
+        /// level 6). The context is streamed whatever its size: memory stays bounded.
+        pub fn pack_options(mut self, options: $crate::context::PackOptions) -> Self {
+            self.opts.pack = options;
+            self
+        }
     };
 }
 pub(crate) use option_setters;
@@ -295,34 +304,41 @@ impl Build {
     }
 
     /// Probes the registry and renders the objects a run would apply, touching nothing on the
-    /// cluster (no Kubernetes client is needed).
+    /// cluster (no Kubernetes client is needed). A local directory is hashed (not packed) so the
+    /// Job's name is the one a run would create now: it follows the files.
     ///
     /// # Errors
     /// [`Error::Registry`](crate::Error::Registry) when the probe cannot tell or credentials cannot be resolved,
     /// [`Error::Manifest`](crate::Error::Manifest) for invalid options, [`Error::Context`](crate::Error::Context) when a local directory context
-    /// lacks the Dockerfile.
+    /// lacks the Dockerfile or cannot be read.
     pub async fn plan(&self) -> Result<Plan> {
-        if let crate::ContextSource::LocalDir(root) = self.config.context()
-            && !tokio::fs::metadata(root.join(self.config.dockerfile()))
-                .await
-                .is_ok_and(|m| m.is_file())
-        {
-            return Err(crate::k8s::context::ContextError::MissingDockerfile {
-                root: root.clone(),
-                dockerfile: self.config.dockerfile().to_owned(),
-            }
-            .into());
-        }
+        let config = self.pinned_config().await?;
         let registry = self.opts.registry([&self.config]).await?;
         let probe = registry.probe(self.config.image()).await?;
         let json = registry.secret_docker_config(self.config.destinations()).await?;
-        let manifests = crate::k8s::render(&self.config, &self.opts.job_options, json.as_deref())?;
+        let manifests = crate::k8s::render(&config, &self.opts.job_options, json.as_deref())?;
         Ok(Plan {
             image: self.config.image().clone(),
             decision: Decision::from_probe(&probe, self.config.force()),
             existing: probe.manifest().map(|m| m.digest.clone()),
             manifests,
         })
+    }
+
+    /// The configuration with a local directory's content digest, as the runner names the Job.
+    async fn pinned_config(&self) -> Result<BuildConfig> {
+        let crate::ContextSource::LocalDir(root) = self.config.context() else {
+            return Ok(self.config.clone());
+        };
+        let (root, dockerfile) = (root.clone(), self.config.dockerfile().to_owned());
+        let options = self.opts.pack.clone();
+        let hashed = tokio::task::spawn_blocking(move || crate::context::hash(&root, &dockerfile, &options)).await;
+        let content = match hashed {
+            Ok(content) => content?,
+            // Its panic is ours, as if it had run here (cancelled only at runtime shutdown).
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        Ok(self.config.clone().with_context_digest(content.diff_id))
     }
 }
 
@@ -402,6 +418,6 @@ impl Options {
         if let Some(n) = self.node_lost_timeout {
             b = b.node_lost_timeout(n);
         }
-        b.build()
+        b.pack_options(self.pack.clone()).build()
     }
 }

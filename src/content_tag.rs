@@ -3,24 +3,24 @@
 //! See [`content_tag`].
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::Result;
-use kaniko_builder_context::{PackOptions, pack};
+use kaniko_builder_context::{PackOptions, hash};
 
 /// The prefix of every content tag.
 pub const CONTENT_TAG_PREFIX: &str = "kb-";
 
 /// The content tag of a build from the directory `dir`. It hashes, with sha256:
-/// - a version prefix (`kaniko-builder content tag v1`);
-/// - the build context as it would be sent: the same reproducible archive the runner uploads
-///   ([`context::pack`](crate::context::pack)), uncompressed — so `.dockerignore` is
-///   honoured with Docker's semantics, paths are relative and `/`-separated in byte order, modes
-///   are normalised to 0644/0755, and mtimes, owners and the absolute location of the directory
-///   play no part;
+/// - a version prefix (`kaniko-builder content tag v2`);
+/// - the build context as it would be sent: the digest of the same reproducible archive the
+///   runner uploads, uncompressed ([`context::hash`](crate::context::hash), its `diff_id`,
+///   computed while streaming: nothing is held in memory) — so `.dockerignore` is honoured with
+///   Docker's semantics, paths are relative and `/`-separated in byte order, modes are
+///   normalised to 0644/0755, and mtimes, owners and the absolute location of the directory play
+///   no part;
 /// - the Dockerfile's path within the context (its content is in the archive);
 /// - the build args, sorted by name, and the target stage.
 ///
@@ -28,6 +28,10 @@ pub const CONTENT_TAG_PREFIX: &str = "kb-";
 /// machine and every run for the same inputs, and changes when any file's path, content or
 /// executable bit, the Dockerfile, a build arg or the target changes. Files excluded by
 /// `.dockerignore` do not affect it.
+///
+/// Version 2 (this one) hashes the archive's digest where version 1 hashed the archive itself,
+/// which needed it whole in memory: the same inputs give another tag than in releases before
+/// the streaming upload, so images tagged by version 1 are built once more.
 ///
 /// Blocking IO: call it from `spawn_blocking` in async code for large contexts.
 ///
@@ -56,22 +60,15 @@ pub fn content_tag(
     build_args: &BTreeMap<String, String>,
     target: Option<&str>,
 ) -> Result<String> {
-    let packed = pack(dir, dockerfile, &PackOptions::default())?;
-    let mut tar = Vec::with_capacity(packed.uncompressed as usize);
-    flate2::read::GzDecoder::new(&packed.data[..])
-        .read_to_end(&mut tar)
-        .map_err(|source| kaniko_builder_context::ContextError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+    let content = hash(dir, dockerfile, &PackOptions::default())?;
     let mut h = Sha256::new();
     let mut field = |name: &str, value: &[u8]| {
         h.update(name.as_bytes());
         h.update((value.len() as u64).to_be_bytes());
         h.update(value);
     };
-    field("version", b"kaniko-builder content tag v1");
-    field("context", &tar);
+    field("version", b"kaniko-builder content tag v2");
+    field("context", content.diff_id.to_string().as_bytes());
     field("dockerfile", dockerfile.as_bytes());
     for (k, v) in build_args {
         field("arg", k.as_bytes());

@@ -46,11 +46,11 @@ pub use set::{BuildSet, DEFAULT_CONCURRENCY, SetEvent, SetEventStream, SetResult
 #[doc(inline)]
 pub use kaniko_builder_core::flow::{
     BuildEvent, BuildFailure, BuildOutcome, BuildReason, CancellationToken, Decision, EventSink, EventStream,
-    FailureReason, SkippedBy,
+    FailureReason, PlatformImage, PlatformResult, SkippedBy,
 };
 #[doc(inline)]
 pub use kaniko_builder_core::{
-    BuildConfig, BuildConfigBuilder, ContextSource, Digest, ImageRef, Manifest, Probe,
+    BuildConfig, BuildConfigBuilder, ContextSource, Digest, ImageRef, Manifest, Platform, Probe,
 };
 #[doc(inline)]
 pub use kaniko_builder_k8s::{BuildManifests, CleanupPolicy, JobOptions, UploadMethod};

@@ -99,7 +99,9 @@ async fn build_plans_runs_with_events_and_skips() -> anyhow::Result<()> {
         "{:?}",
         plan.decision
     );
-    assert_eq!(plan.manifests.job_name(), cfg.job_name());
+    // The Job is named after the files, as the run names it.
+    assert_eq!(plan.manifests.job_name(), pinned(&cfg).job_name());
+    assert_ne!(plan.manifests.job_name(), cfg.job_name());
     let yaml = plan.to_yaml_redacted()?;
     assert!(yaml.contains("kind: Job") && yaml.contains("kind: Secret"));
     assert!(
@@ -118,7 +120,7 @@ async fn build_plans_runs_with_events_and_skips() -> anyhow::Result<()> {
     );
     assert_eq!(leftovers(&admin, ns).await?, before, "plan() touched the cluster");
     let api: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(admin.clone(), ns);
-    assert!(api.get_opt(&cfg.job_name()).await?.is_none());
+    assert!(api.get_opt(&pinned(&cfg).job_name()).await?.is_none());
 
     // run(): built, with the events streamed, and the digest in the registry.
     let mut build = bed.build(cfg.clone());
@@ -297,7 +299,7 @@ async fn build_set_builds_a_forced_duplicate_of_an_existing_image() -> anyhow::R
             Ok(BuildOutcome::Built { job, .. }),
         ) => {
             assert_eq!(digest, existing.digest());
-            assert_eq!(job.name, plain.job_name());
+            assert_eq!(job.name, pinned(&plain).job_name());
         }
         other => panic!("expected [skipped by the caller, built], got {other:?}"),
     }
@@ -318,7 +320,7 @@ async fn dropping_a_build_set_cancels_its_builds_and_deletes_their_jobs() -> any
         bed.config("dropped/a:v1", ns, ctx.path()),
         bed.config("dropped/b:v1", ns, ctx.path()),
     );
-    let names = [a.job_name(), b.job_name()];
+    let names = [pinned(&a).job_name(), pinned(&b).job_name()];
     let run = bed.set(vec![a, b]).unschedulable_timeout(None).run();
     tokio::select! {
         result = run => panic!("the set ended before its Jobs existed: {result:?}"),
@@ -414,13 +416,13 @@ async fn build_set_events_say_which_image_they_belong_to() -> anyhow::Result<()>
             match event {
                 BuildEvent::Probed { exists, .. } => assert!(!exists, "image {index}: {event:?}"),
                 BuildEvent::Queued { job, .. } | BuildEvent::Attached { job, .. } => {
-                    assert_eq!(job, &config.job_name(), "image {index}: {event:?}");
+                    assert_eq!(job, &pinned(config).job_name(), "image {index}: {event:?}");
                 }
                 BuildEvent::Applied { objects } => {
                     let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
                     assert!(
-                        names.contains(&config.job_name().as_str())
-                            && !names.contains(&other.job_name().as_str()),
+                        names.contains(&pinned(config).job_name().as_str())
+                            && !names.contains(&pinned(other).job_name().as_str()),
                         "image {index}: {names:?}"
                     );
                 }
@@ -445,4 +447,14 @@ async fn build_set_events_say_which_image_they_belong_to() -> anyhow::Result<()>
     let indices: BTreeSet<usize> = events.iter().map(|e| e.index).collect();
     assert_eq!(indices, BTreeSet::from([0, 1]));
     Ok(())
+}
+
+/// `cfg` as the runner names its Job: the local directory's files hashed into it.
+fn pinned(cfg: &kaniko_builder::BuildConfig) -> kaniko_builder::BuildConfig {
+    let kaniko_builder::ContextSource::LocalDir(dir) = cfg.context() else {
+        return cfg.clone();
+    };
+    let options = kaniko_builder::context::PackOptions::default();
+    let hashed = kaniko_builder::context::hash(dir, cfg.dockerfile(), &options).expect("hash the context");
+    cfg.clone().with_context_digest(hashed.diff_id)
 }

@@ -10,76 +10,147 @@
 //! - Symlinks are stored as links and never followed: nothing outside the context is read.
 //!   Sockets, FIFOs and devices are refused (unless ignored). Hard links are stored as files.
 //!
-//! ```no_run
-//! use kaniko_builder_context::{PackOptions, pack};
-//! let packed = pack("./app".as_ref(), "Dockerfile", &PackOptions::default())?;
-//! println!("{} entries, {} bytes, {}", packed.entries, packed.data.len(), packed.digest);
-//! # Ok::<(), kaniko_builder_context::ContextError>(())
+//! Packing streams: each file goes from disk through tar, gzip and two sha256 hashers to the
+//! output in small pieces, so memory stays bounded whatever the files' sizes (it grows only with
+//! the number of entries, whose paths are listed and sorted first). The entry points:
+//!
+//! - [`hash`]: the context's [`ContextDigest`] (the `diff_id` of its tar) without compressing;
+//! - [`pack_to`]: the `tar.gz` written to any [`std::io::Write`];
+//! - [`pack_stream`]: the `tar.gz` as an async stream of chunks, packed on a blocking thread;
+//! - [`pack`]: the `tar.gz` in memory, for small contexts and tests.
+//!
+//! ```
+//! use kaniko_builder_context::{PackOptions, hash, pack_to};
+//! # let dir = tempfile::tempdir()?;
+//! # std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n")?;
+//! # let root = dir.path();
+//! # let out_dir = tempfile::tempdir()?;
+//! # let out = out_dir.path();
+//! // let root = std::path::Path::new("./app");
+//! let options = PackOptions::default().max_bytes(4 << 30);
+//! let file = std::fs::File::create(out.join("context.tar.gz"))?;
+//! let summary = pack_to(root, "Dockerfile", &options, std::io::BufWriter::new(file))?;
+//! println!("{} ({} bytes), {} entries", summary.digest, summary.compressed, summary.content.entries);
+//! // Hashing alone gives the same diff_id, cheaply.
+//! assert_eq!(hash(root, "Dockerfile", &options)?, summary.content);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod archive;
 mod dockerignore;
+mod stream;
+mod walk;
 
-use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use kaniko_builder_core::Digest;
 
+use crate::archive::{Hashing, Output, write_err};
 pub use dockerignore::{DockerIgnore, PatternError};
+pub use stream::{PackStream, pack_stream};
 
-/// The default limit on the files' total size: 1 GiB.
-pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// The gzip level used unless [`PackOptions::compression_level`] says otherwise: 6, gzip's own
+/// default.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 6;
 
-/// Options of [`pack`].
+/// Options of [`pack_to`], [`pack_stream`], [`pack`] and [`hash`].
+///
+/// ```
+/// use kaniko_builder_context::PackOptions;
+/// let options = PackOptions::default().max_bytes(2 << 30).compression_level(1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct PackOptions {
-    max_bytes: u64,
+    max_bytes: Option<u64>,
+    compression_level: u32,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
         Self {
-            max_bytes: DEFAULT_MAX_BYTES,
+            max_bytes: None,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
         }
     }
 }
 
 impl PackOptions {
-    /// The limit on the total size of the files sent, before compression. Default: 1 GiB.
+    /// The limit on the total size of the files sent, before compression: packing fails with
+    /// [`ContextError::TooLarge`] as soon as the files listed so far exceed it, from their sizes,
+    /// before reading the one that crosses it. Default: no limit.
     pub fn max_bytes(mut self, max: u64) -> Self {
-        self.max_bytes = max;
+        self.max_bytes = Some(max);
         self
+    }
+
+    /// The gzip compression level, from 0 (stored, fastest) to 9 (smallest). Default: 6
+    /// ([`DEFAULT_COMPRESSION_LEVEL`]). The level changes the `tar.gz` bytes and so its digest,
+    /// never the [`ContextDigest`]. A level above 9 makes packing fail with
+    /// [`ContextError::InvalidOption`].
+    pub fn compression_level(mut self, level: u32) -> Self {
+        self.compression_level = level;
+        self
+    }
+
+    fn validate(&self) -> Result<(), ContextError> {
+        if self.compression_level > 9 {
+            return Err(ContextError::InvalidOption {
+                field: "compression_level",
+                problem: format!("gzip levels are 0 to 9, not {}", self.compression_level),
+            });
+        }
+        Ok(())
     }
 }
 
-/// A packed context.
+/// What a context's files hash to, independently of compression: the sha256 of the
+/// uncompressed reproducible tar, like an OCI layer's `diff_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContextDigest {
+    /// sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Entries in the archive (files, directories, links).
+    pub entries: u64,
+    /// The files' total size (their contents, without tar headers or padding).
+    pub uncompressed: u64,
+}
+
+/// What [`pack_to`] (and the other packers) produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PackSummary {
+    /// sha256 of the `tar.gz`: its blob digest.
+    pub digest: Digest,
+    /// The `tar.gz`'s size in bytes.
+    pub compressed: u64,
+    /// What the files hash to, as [`hash`] reports it.
+    pub content: ContextDigest,
+}
+
+/// A context packed in memory by [`pack`].
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PackedContext {
     /// The `tar.gz` bytes.
     pub data: Bytes,
-    /// Their sha256.
-    pub digest: Digest,
-    /// Entries in the archive (files, directories, links).
-    pub entries: u64,
-    /// The files' total size before compression.
-    pub uncompressed: u64,
+    /// Their digest, size and content digest.
+    pub summary: PackSummary,
 }
 
 impl std::fmt::Debug for PackedContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PackedContext")
             .field("bytes", &self.data.len())
-            .field("digest", &self.digest)
-            .field("entries", &self.entries)
-            .field("uncompressed", &self.uncompressed)
+            .field("summary", &self.summary)
             .finish()
     }
 }
 
-/// Why a context cannot be packed. Each variant names the path.
+/// Why a context cannot be packed. Each variant names the path or option at fault.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContextError {
@@ -103,11 +174,26 @@ pub enum ContextError {
         /// The file.
         path: PathBuf,
     },
-    /// The files are larger than the limit.
+    /// The files are larger than the limit ([`PackOptions::max_bytes`]).
     #[error("build context is larger than {max} bytes; ignore what is not needed in .dockerignore")]
     TooLarge {
         /// The limit.
         max: u64,
+    },
+    /// A file's size or type changed between reading its metadata (which its tar header holds)
+    /// and reading its content: packing stops rather than write a corrupt archive.
+    #[error("{} changed while the context was packed", path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An option is out of range.
+    #[error("invalid pack option {field}: {problem}")]
+    InvalidOption {
+        /// The option, as its [`PackOptions`] setter is named.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
     },
     /// The `.dockerignore` is invalid.
     #[error(transparent)]
@@ -121,6 +207,14 @@ pub enum ContextError {
         #[source]
         source: io::Error,
     },
+    /// Writing the packed context failed: the writer given to [`pack_to`] failed, or the
+    /// consumer of a [`pack_stream`] went away.
+    #[error("cannot write the packed build context")]
+    Write {
+        /// The IO error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
@@ -130,204 +224,117 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ContextError + '_ {
     }
 }
 
-#[derive(Debug)]
-enum Kind {
-    Dir,
-    File { executable: bool },
-    Link(PathBuf),
+/// Hashes the context at `root` as [`pack_to`] would pack it, without compressing: the same
+/// listing, the same checks, the same [`ContextDigest`] as `pack_to`'s `summary.content`, for
+/// the cost of reading the files and one sha256. Blocking IO: call it from `spawn_blocking` in
+/// async code.
+///
+/// ```
+/// use kaniko_builder_context::{PackOptions, hash};
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n")?;
+/// # let root = dir.path();
+/// let digest = hash(root, "Dockerfile", &PackOptions::default())?;
+/// assert_eq!(digest.entries, 1);
+/// println!("diff_id {}", digest.diff_id);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// See [`ContextError`]; never [`ContextError::Write`].
+pub fn hash(root: &Path, dockerfile: &str, options: &PackOptions) -> Result<ContextDigest, ContextError> {
+    options.validate()?;
+    let entries = walk::list(root, dockerfile)?;
+    let mut tar = tar::Builder::new(Hashing::new(io::sink()));
+    let written = archive::write_entries(&mut tar, root, &entries, options.max_bytes)?;
+    let (diff_id, _, _) = tar.into_inner().map_err(write_err)?.finish();
+    Ok(ContextDigest {
+        diff_id,
+        entries: written.entries,
+        uncompressed: written.uncompressed,
+    })
 }
 
-/// Packs the directory `root` into a reproducible `tar.gz`, honouring its `.dockerignore`;
-/// `dockerfile` (relative to `root`) must be a regular file in it. Blocking IO: call it from
-/// `spawn_blocking` in async code.
+/// Packs the directory `root` into a reproducible `tar.gz` written to `out` as it is produced,
+/// honouring its `.dockerignore`; `dockerfile` (relative to `root`) must be a regular file in it.
+/// Memory stays bounded whatever the files' sizes. `out` is written in pieces of up to 32 KiB:
+/// wrap a file or socket in a [`std::io::BufWriter`]. Blocking IO: call it from `spawn_blocking`
+/// in async code, or use [`pack_stream`].
+///
+/// When packing fails, nothing more is written to `out` after the failure: what it received is
+/// an incomplete archive, never one that looks complete.
+///
+/// ```
+/// use kaniko_builder_context::{PackOptions, pack_to};
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n")?;
+/// # let root = dir.path();
+/// let mut out = Vec::new();
+/// let summary = pack_to(root, "Dockerfile", &PackOptions::default(), &mut out)?;
+/// assert_eq!(summary.compressed, out.len() as u64);
+/// assert!(summary.digest.matches(&out));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// See [`ContextError`]: [`ContextError::Write`] when `out` fails.
+pub fn pack_to<W: io::Write>(
+    root: &Path,
+    dockerfile: &str,
+    options: &PackOptions,
+    out: W,
+) -> Result<PackSummary, ContextError> {
+    options.validate()?;
+    let entries = walk::list(root, dockerfile)?;
+    let gz = flate2::GzBuilder::new().mtime(0).operating_system(255).write(
+        Hashing::new(Output::new(out)),
+        flate2::Compression::new(options.compression_level),
+    );
+    let mut tar = tar::Builder::new(Hashing::new(gz));
+    let written = match archive::write_entries(&mut tar, root, &entries, options.max_bytes) {
+        Ok(written) => written,
+        Err(e) => {
+            // The encoders write their trailers when dropped: keep them from `out`.
+            tar.get_mut().get_mut().get_mut().get_mut().silence();
+            return Err(e);
+        }
+    };
+    let (diff_id, _, gz) = tar.into_inner().map_err(write_err)?.finish();
+    let (digest, compressed, out) = gz.finish().map_err(write_err)?.finish();
+    out.into_inner().flush().map_err(write_err)?;
+    Ok(PackSummary {
+        digest,
+        compressed,
+        content: ContextDigest {
+            diff_id,
+            entries: written.entries,
+            uncompressed: written.uncompressed,
+        },
+    })
+}
+
+/// Packs the directory `root` into memory: [`pack_to`] into a `Vec`. For small contexts and
+/// tests; use [`pack_to`] or [`pack_stream`] for anything that may be large. Blocking IO.
+///
+/// ```
+/// use kaniko_builder_context::{PackOptions, pack};
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n")?;
+/// # let root = dir.path();
+/// let packed = pack(root, "Dockerfile", &PackOptions::default())?;
+/// println!("{} entries, {} bytes, {}", packed.summary.content.entries, packed.data.len(), packed.summary.digest);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// # Errors
 /// See [`ContextError`].
 pub fn pack(root: &Path, dockerfile: &str, options: &PackOptions) -> Result<PackedContext, ContextError> {
-    let meta = fs::metadata(root).map_err(io_err(root))?;
-    if !meta.is_dir() {
-        return Err(ContextError::NotADirectory {
-            path: root.to_owned(),
-        });
-    }
-    let ignore_path = root.join(".dockerignore");
-    let ignore = match fs::symlink_metadata(&ignore_path) {
-        Ok(m) if m.is_file() => {
-            DockerIgnore::parse(&fs::read_to_string(&ignore_path).map_err(io_err(&ignore_path))?)?
-        }
-        Ok(_) => DockerIgnore::default(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(e) => return Err(io_err(&ignore_path)(e)),
-    };
-    let dockerfile = dockerfile.trim_start_matches("./").to_owned();
-    match fs::symlink_metadata(root.join(&dockerfile)) {
-        Ok(m) if m.is_file() => {}
-        _ => {
-            return Err(ContextError::MissingDockerfile {
-                root: root.to_owned(),
-                dockerfile,
-            });
-        }
-    }
-    let always = [dockerfile.as_str(), ".dockerignore"];
-
-    let mut entries: Vec<(String, Kind)> = Vec::new();
-    walk(root, "", &ignore, &always, &mut entries)?;
-    // Re-included files under excluded directories need their parents.
-    let mut dirs: Vec<String> = Vec::new();
-    for (path, _) in &entries {
-        let mut p = path.as_str();
-        while let Some(i) = p.rfind('/') {
-            p = &p[..i];
-            dirs.push(p.to_owned());
-        }
-    }
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs {
-        if !entries.iter().any(|(p, _)| *p == d) {
-            entries.push((d, Kind::Dir));
-        }
-    }
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-
-    let gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), flate2::Compression::default());
-    let mut tar = tar::Builder::new(gz);
-    tar.mode(tar::HeaderMode::Deterministic);
-    let mut uncompressed = 0u64;
-    for (path, kind) in &entries {
-        let full = root.join(path);
-        let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        let tar_err = io_err(&full);
-        match kind {
-            Kind::Dir => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_size(0);
-                tar.append_data(&mut header, format!("{path}/"), io::empty())
-                    .map_err(tar_err)?;
-            }
-            Kind::File { executable } => {
-                // The size is checked before reading, and the read is bounded too (the file may
-                // grow meanwhile): a huge file is refused without being loaded into memory.
-                let too_large = || ContextError::TooLarge {
-                    max: options.max_bytes,
-                };
-                let room = options.max_bytes.saturating_sub(uncompressed);
-                let file = fs::File::open(&full).map_err(io_err(&full))?;
-                let len = file.metadata().map_err(io_err(&full))?.len();
-                if len > room {
-                    return Err(too_large());
-                }
-                let mut content = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-                io::Read::read_to_end(&mut io::Read::take(file, room.saturating_add(1)), &mut content)
-                    .map_err(io_err(&full))?;
-                uncompressed += content.len() as u64;
-                if uncompressed > options.max_bytes {
-                    return Err(too_large());
-                }
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(if *executable { 0o755 } else { 0o644 });
-                header.set_size(content.len() as u64);
-                tar.append_data(&mut header, path, content.as_slice())
-                    .map_err(tar_err)?;
-            }
-            Kind::Link(target) => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_mode(0o777);
-                header.set_size(0);
-                tar.append_link(&mut header, path, target).map_err(tar_err)?;
-            }
-        }
-    }
-    let gz = tar.into_inner().map_err(io_err(root))?;
-    let mut data = gz.finish().map_err(io_err(root))?;
-    data.flush().map_err(io_err(root))?;
-    let digest = Digest::sha256(&data);
+    let mut data = Vec::new();
+    let summary = pack_to(root, dockerfile, options, &mut data)?;
     Ok(PackedContext {
         data: Bytes::from(data),
-        digest,
-        entries: entries.len() as u64,
-        uncompressed,
+        summary,
     })
-}
-
-/// Collects the entries under `dir` (relative path `rel`), never following symlinks.
-fn walk(
-    dir: &Path,
-    rel: &str,
-    ignore: &DockerIgnore,
-    always: &[&str],
-    out: &mut Vec<(String, Kind)>,
-) -> Result<(), ContextError> {
-    let mut children: Vec<fs::DirEntry> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .collect::<Result<_, _>>()
-        .map_err(io_err(dir))?;
-    children.sort_by_key(fs::DirEntry::file_name);
-    for child in children {
-        let name = child.file_name();
-        let name = name.to_string_lossy();
-        let path = if rel.is_empty() {
-            name.into_owned()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let full = child.path();
-        let meta = fs::symlink_metadata(&full).map_err(io_err(&full))?;
-        let excluded = ignore.is_excluded(&path) && !always.contains(&path.as_str());
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            if !excluded {
-                out.push((path.clone(), Kind::Dir));
-            }
-            // An excluded directory is walked only when a `!` pattern may re-include inside it,
-            // or when it holds the Dockerfile.
-            let holds_always = always.iter().any(|a| {
-                a.len() > path.len() && a.starts_with(path.as_str()) && a.as_bytes()[path.len()] == b'/'
-            });
-            if !excluded || ignore.has_exclusions() || holds_always {
-                walk(&full, &path, ignore, always, out)?;
-            }
-            continue;
-        }
-        if excluded {
-            continue;
-        }
-        if ft.is_symlink() {
-            let target = fs::read_link(&full).map_err(io_err(&full))?;
-            out.push((path, Kind::Link(target)));
-        } else if ft.is_file() {
-            out.push((
-                path,
-                Kind::File {
-                    executable: is_executable(&meta),
-                },
-            ));
-        } else {
-            // Not a directory, link or regular file: a socket, FIFO or device.
-            return Err(ContextError::SpecialFile { path: full });
-        }
-    }
-    Ok(())
-}
-
-/// Whether any execute bit is set; without Unix modes a file is never executable.
-#[cfg(unix)]
-fn is_executable(meta: &fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    meta.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(_: &fs::Metadata) -> bool {
-    false
 }
 
 #[cfg(all(test, unix))]

@@ -20,6 +20,7 @@ pub mod error;
 pub mod flow;
 pub mod image_ref;
 pub mod media_types;
+pub mod platform;
 pub mod probe;
 
 pub use config::{
@@ -28,4 +29,5 @@ pub use config::{
 pub use digest::{Digest, DigestAlgorithm};
 pub use error::{DigestProblem, Error, ReferenceProblem, Result};
 pub use image_ref::ImageRef;
+pub use platform::Platform;
 pub use probe::{Manifest, Probe};

@@ -43,12 +43,14 @@ impl ImageProbe for Hangs<'_> {
     }
 }
 
-/// An upload that never ends (a stub, as above).
+/// An upload that takes the whole body and then never answers (a stub, as above).
 struct HangingStore;
 
 #[async_trait::async_trait]
 impl BlobStore for HangingStore {
-    async fn push_blob(&self, _: &ImageRef, _: bytes::Bytes) -> Result<Digest, RegistryFailure> {
+    async fn push_blob(&self, _: &ImageRef, body: kaniko_builder_core::flow::BlobBody) -> Result<Digest, RegistryFailure> {
+        use futures::StreamExt as _;
+        body.for_each(|_| async {}).await;
         std::future::pending().await
     }
 }
@@ -188,7 +190,7 @@ async fn errors_never_build_deleted_pods_fail_and_cancellation_leaves_nothing() 
         .await?;
     let rec = Recorder::default();
     let (sink, opts, never) = (rec.sink(), FlowOptions::default(), CancellationToken::new());
-    let job_name = cfg.job_name();
+    let job_name = pinned(&cfg).job_name();
     let (result, deleted) = tokio::join!(run_build(&cfg, &client, &runner, &sink, &never, &opts), async {
         rec.wait_for("scheduled", |e| matches!(e, BuildEvent::Scheduled { .. }))
             .await;

@@ -260,7 +260,8 @@ async fn failures_keep_or_delete_by_policy_and_conflicts_name_the_object() -> an
     );
     assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
-    // Unschedulable (no node at all): reported after the grace period, kept by default.
+    // Unschedulable (no node at all): reported after the grace period and deleted whatever the
+    // policy: a Pod scheduled later would still build and push after the failure was reported.
     let ns = "nowhere";
     let cfg = config("registry.local:5000/team/app:v3", ns);
     let impatient = runner_for(&admin)
@@ -274,7 +275,8 @@ async fn failures_keep_or_delete_by_policy_and_conflicts_name_the_object() -> an
         matches!(err.reason(), FailureReason::Unschedulable { .. }),
         "{err}"
     );
-    assert!(err.kept().iter().any(|o| o.kind == "Job"));
+    assert!(!err.kept().iter().any(|o| o.kind == "Job"), "{:?}", err.kept());
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
 
     // The Job deleted by someone else while it runs.
     let ns = "deleted";

@@ -253,7 +253,9 @@ async fn every_failure_has_its_reason_and_cleanup_still_runs() -> anyhow::Result
     let bed = bed(RegistryAuth::Basic).await?;
     let admin = bed.cluster.admin_client();
     let ctx = context("FROM scratch\nCOPY hello.txt /hello.txt\n")?;
-    let runner = bed.runner().build();
+    // No grace for a failing image pull: this one never recovers (`image_pull_grace.rs` has
+    // the grace).
+    let runner = bed.runner().image_pull_grace(Duration::ZERO).build();
     let ns = "faults";
     let mut n = 0;
     let mut next = |ctx: &std::path::Path| {
@@ -312,7 +314,7 @@ async fn every_failure_has_its_reason_and_cleanup_still_runs() -> anyhow::Result
         err.kept()
     );
     let left = leftovers(&admin, ns).await?;
-    let kept_job = cfg.job_name();
+    let kept_job = pinned(&cfg).job_name();
     assert!(left.contains(&format!("job/{kept_job}")), "{left:?}");
 
     // Wrong credentials in the cluster: the init check refuses to guess.
@@ -385,7 +387,7 @@ async fn every_failure_has_its_reason_and_cleanup_still_runs() -> anyhow::Result
     assert!(result.expect_err("cancelled").is_cancelled());
     let left = leftovers(&admin, ns).await?;
     assert!(
-        !left.iter().any(|o| o.contains(&cfg.job_name())),
+        !left.iter().any(|o| o.contains(&pinned(&cfg).job_name())),
         "nothing of the cancelled run: {left:?}"
     );
 

@@ -112,7 +112,8 @@ fn build(
         .namespace(ns)
         .context(ContextSource::LocalDir(dir.path().to_owned()))
         .build()?;
-    Ok((dir, cfg))
+    // Pinned to its files, as the runner names its Job.
+    Ok((dir, pinned(&cfg)))
 }
 
 /// Every version of the objects of kind `K` of ours in a namespace that a watch saw, in order:

@@ -1,5 +1,6 @@
-//! Blob uploads: a monolithic `POST` + `PUT` as the distribution spec describes, with the same
-//! authentication as probes but a `pull,push` token scope.
+//! Blob uploads of a body in memory: a monolithic `POST` + `PUT` as the distribution spec
+//! describes, with the same authentication as probes but a `pull,push` token scope. Streamed
+//! uploads are in `upload.rs`.
 
 use bytes::Bytes;
 use kaniko_builder_core::{Digest, ImageRef};
@@ -9,7 +10,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use crate::client::{RegistryClient, RegistryState};
 use crate::error::{Error, Result};
 
-const PUSH: &str = "pull,push";
+pub(crate) const PUSH: &str = "pull,push";
 
 impl RegistryClient {
     /// Uploads `data` as a blob to `repository`'s repository (its tag or digest is ignored) and
@@ -17,6 +18,10 @@ impl RegistryClient {
     /// `HEAD`); otherwise `POST /v2/<name>/blobs/uploads/` then one `PUT` of the whole body.
     ///
     /// The token asked for has scope `repository:<name>:pull,push`.
+    ///
+    /// For small blobs: the whole body goes in one request, under the registry's request
+    /// [`timeout`](crate::RegistrySettings::timeout). A large blob, or one being produced, goes
+    /// with [`push_blob_stream`](Self::push_blob_stream).
     ///
     /// # Errors
     /// As for [`probe`](Self::probe) ([`Error::is_unauthorized`] when the credentials may not
@@ -86,7 +91,7 @@ impl RegistryClient {
     }
 }
 
-fn unexpected(st: &RegistryState, repository: &str, status: StatusCode) -> Error {
+pub(crate) fn unexpected(st: &RegistryState, repository: &str, status: StatusCode) -> Error {
     Error::UnexpectedStatus {
         registry: st.name.clone(),
         repository: repository.to_owned(),

@@ -21,6 +21,8 @@ use crate::tls;
 
 const HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
 const DEFAULT_CONCURRENCY: usize = 32;
+/// Default [`RegistryClientBuilder::upload_stall_timeout`].
+pub(crate) const DEFAULT_UPLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Cap on bodies we read (manifests, token answers): distribution's own manifest limit.
 pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
 
@@ -48,7 +50,17 @@ pub(crate) struct Inner {
     default_http: reqwest::Client,
     per_registry: HashMap<String, (RegistrySettings, reqwest::Client)>,
     pub(crate) concurrency: usize,
+    pub(crate) upload: UploadOptions,
     states: Mutex<HashMap<String, Arc<RegistryState>>>,
+}
+
+/// How blobs are uploaded ([`RegistryClient::push_blob_stream`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UploadOptions {
+    /// `None`: one streamed `PATCH`; `Some(n)`: `PATCH`es of `n` bytes with `Content-Range`.
+    pub(crate) chunk_size: Option<usize>,
+    /// No progress for this long fails the upload.
+    pub(crate) stall_timeout: Duration,
 }
 
 /// What we know about one registry: its credentials, how it authenticates, its tokens.
@@ -92,6 +104,8 @@ pub struct RegistryClientBuilder {
     per_registry: Vec<(String, RegistrySettings)>,
     concurrency: Option<usize>,
     user_agent: Option<String>,
+    upload_chunk_size: Option<u64>,
+    upload_stall_timeout: Option<Duration>,
 }
 
 impl RegistryClientBuilder {
@@ -138,12 +152,43 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// How [`RegistryClient::push_blob_stream`] sends a blob. Default `None`: one `PATCH` whose
+    /// body is streamed as it is produced (chunked transfer encoding, no `Content-Length`), as
+    /// crane and kaniko do; the client holds no more than the producer's current item and the
+    /// HTTP connection's write buffer (a few hundred KiB).
+    ///
+    /// `Some(n)`: the distribution spec's chunked upload, one `PATCH` per `n` bytes with
+    /// `Content-Range` and `Content-Length`, for registries or proxies that cap the size of a
+    /// request. Each chunk is collected before it is sent (its length must be known first), so
+    /// the client holds up to `n` bytes plus the producer's current item; a registry that asks
+    /// for larger chunks (`OCI-Chunk-Min-Length`, honoured up to 64 MiB) raises that to its
+    /// minimum. `Some(0)` is an error at [`build`](Self::build).
+    #[must_use]
+    pub fn upload_chunk_size(mut self, bytes: Option<u64>) -> Self {
+        self.upload_chunk_size = bytes;
+        self
+    }
+
+    /// How long a blob upload may make no progress before it fails with [`Error::Stalled`]:
+    /// neither the body (the caller's stream) yields anything, nor the connection takes any
+    /// bytes, nor (once the body is sent) the registry answers. Default 60 s. Uploads have no
+    /// timeout on the whole transfer: a large blob takes as long as it takes while it moves.
+    /// Zero is an error at [`build`](Self::build).
+    #[must_use]
+    pub fn upload_stall_timeout(mut self, d: Duration) -> Self {
+        self.upload_stall_timeout = Some(d);
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
     /// A docker config that cannot be read or parsed; a CA certificate that is not PEM
-    /// ([`Error::InvalidSettings`] naming the registry).
+    /// ([`Error::InvalidSettings`] naming the registry); an upload chunk size of zero (or
+    /// larger than the address space) or a zero stall timeout ([`Error::InvalidSettings`] for
+    /// `<default>`).
     pub fn build(self) -> Result<RegistryClient> {
+        let upload = upload_options(self.upload_chunk_size, self.upload_stall_timeout)?;
         let docker_config = match self.docker_config {
             Some(c) => c,
             None => DockerConfig::load_default()?,
@@ -171,10 +216,33 @@ impl RegistryClientBuilder {
                 default_http,
                 per_registry,
                 concurrency: self.concurrency.unwrap_or(DEFAULT_CONCURRENCY),
+                upload,
                 states: Mutex::new(HashMap::new()),
             }),
         })
     }
+}
+
+fn upload_options(chunk_size: Option<u64>, stall_timeout: Option<Duration>) -> Result<UploadOptions> {
+    let invalid = |problem: &str| Error::InvalidSettings {
+        registry: "<default>".to_owned(),
+        problem: problem.to_owned(),
+    };
+    let chunk_size = match chunk_size {
+        None => None,
+        Some(0) => return Err(invalid("the upload chunk size must be at least 1 byte")),
+        Some(n) => {
+            Some(usize::try_from(n).map_err(|_| invalid("the upload chunk size does not fit in memory"))?)
+        }
+    };
+    let stall_timeout = stall_timeout.unwrap_or(DEFAULT_UPLOAD_STALL_TIMEOUT);
+    if stall_timeout.is_zero() {
+        return Err(invalid("the upload stall timeout must be longer than zero"));
+    }
+    Ok(UploadOptions {
+        chunk_size,
+        stall_timeout,
+    })
 }
 
 fn http_client(settings: &RegistrySettings, ua: &str, registry: &str) -> Result<reqwest::Client> {
@@ -255,7 +323,7 @@ impl RegistryClient {
         self.credentials(&st).await.cloned()
     }
 
-    async fn credentials<'s>(&self, st: &'s RegistryState) -> Result<&'s Credentials> {
+    pub(crate) async fn credentials<'s>(&self, st: &'s RegistryState) -> Result<&'s Credentials> {
         st.credentials
             .get_or_try_init(|| self.inner.docker_config.resolve(&st.name))
             .await
@@ -267,7 +335,7 @@ impl RegistryClient {
             .get_or_try_init(|| async {
                 let url = st.url("/v2/");
                 let resp = self
-                    .send_raw(st, "/v2/", || st.http.get(&url), None)
+                    .send_raw(st, "/v2/", || st.http.get(&url), None, st.settings.timeout)
                     .await?;
                 if resp.status() == StatusCode::UNAUTHORIZED {
                     self.learn_challenge(st, &resp)?;
@@ -297,7 +365,7 @@ impl RegistryClient {
 
     /// The `Authorization` header for `actions` (`pull`, or `pull,push`) on `repository`,
     /// fetching a token for exactly that scope when needed.
-    async fn authorization(
+    pub(crate) async fn authorization(
         &self,
         st: &RegistryState,
         repository: &str,
@@ -432,13 +500,32 @@ impl RegistryClient {
     where
         F: Fn() -> reqwest::RequestBuilder,
     {
+        self.send_scoped_within(st, repository, actions, st.settings.timeout, build)
+            .await
+    }
+
+    /// [`send_scoped`](Self::send_scoped) with another timeout than the registry's for each
+    /// attempt (requests without a body only: the body must be replayable).
+    pub(crate) async fn send_scoped_within<F>(
+        &self,
+        st: &RegistryState,
+        repository: &str,
+        actions: &str,
+        timeout: Duration,
+        build: F,
+    ) -> Result<reqwest::Response>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
         self.ping(st).await?;
         let mut reauthenticated = false;
         loop {
             let auth = self
                 .authorization(st, repository, actions, reauthenticated)
                 .await?;
-            let resp = self.send_raw(st, repository, &build, auth.as_deref()).await?;
+            let resp = self
+                .send_raw(st, repository, &build, auth.as_deref(), timeout)
+                .await?;
             match resp.status() {
                 StatusCode::UNAUTHORIZED => {
                     let anonymous = self.credentials(st).await?.is_anonymous();
@@ -477,6 +564,7 @@ impl RegistryClient {
         repository: &str,
         build: F,
         authorization: Option<&str>,
+        timeout: Duration,
     ) -> Result<reqwest::Response>
     where
         F: Fn() -> reqwest::RequestBuilder,
@@ -489,7 +577,7 @@ impl RegistryClient {
         let mut roots_retried = false;
         loop {
             attempt += 1;
-            let mut req = build().timeout(st.settings.timeout);
+            let mut req = build().timeout(timeout);
             if let Some(a) = authorization {
                 req = req.header(AUTHORIZATION, sensitive(a)?);
             }
@@ -563,7 +651,7 @@ async fn roots_were_missing(e: &reqwest::Error, retried: &mut bool) -> bool {
 }
 
 /// Marks the value sensitive: `http`'s `Debug` then prints "Sensitive" and HTTP/2 never indexes it.
-fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue> {
+pub(crate) fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue> {
     let mut v = reqwest::header::HeaderValue::from_str(value).map_err(|_| Error::InvalidSettings {
         registry: "<credentials>".to_owned(),
         problem: "a credential contains characters not allowed in an HTTP header".to_owned(),
@@ -603,7 +691,7 @@ pub(crate) async fn read_body(mut resp: reqwest::Response) -> std::result::Resul
     Ok(body)
 }
 
-fn transport_kind(e: &reqwest::Error) -> TransportKind {
+pub(crate) fn transport_kind(e: &reqwest::Error) -> TransportKind {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.downcast_ref::<rustls::Error>().is_some() {
@@ -631,6 +719,7 @@ impl fmt::Debug for RegistryClient {
             .field("defaults", &self.inner.defaults)
             .field("registries", &self.inner.per_registry.keys().collect::<Vec<_>>())
             .field("concurrency", &self.inner.concurrency)
+            .field("upload", &self.inner.upload)
             .finish()
     }
 }
@@ -701,6 +790,42 @@ mod tests {
                 .expect("a new scope after the poisoning"),
             Probe::Absent
         );
+    }
+
+    #[test]
+    fn upload_options_are_checked_when_the_client_is_built() {
+        let built = |chunk: Option<u64>, stall: Option<Duration>| {
+            let mut b = RegistryClient::builder()
+                .docker_config(DockerConfig::anonymous())
+                .upload_chunk_size(chunk);
+            if let Some(d) = stall {
+                b = b.upload_stall_timeout(d);
+            }
+            b.build().map(|c| c.inner.upload)
+        };
+        assert_eq!(
+            built(None, None).expect("defaults"),
+            UploadOptions {
+                chunk_size: None,
+                stall_timeout: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            built(Some(1 << 20), Some(Duration::from_secs(5))).expect("set"),
+            UploadOptions {
+                chunk_size: Some(1 << 20),
+                stall_timeout: Duration::from_secs(5)
+            }
+        );
+        for (chunk, stall, says) in [
+            (Some(0), None, "chunk size"),
+            (None, Some(Duration::ZERO), "stall timeout"),
+        ] {
+            match built(chunk, stall) {
+                Err(Error::InvalidSettings { problem, .. }) => assert!(problem.contains(says), "{problem}"),
+                other => panic!("expected InvalidSettings, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,18 @@ pub enum TransportKind {
     Other,
 }
 
+/// Which side of a blob upload stopped making progress ([`Error::Stalled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StallSide {
+    /// The body being uploaded (the caller's stream) yielded nothing.
+    Body,
+    /// The connection to the registry took no bytes: the registry (or a proxy) stopped reading.
+    Registry,
+    /// The whole body was sent and the registry did not answer.
+    Answer,
+}
+
 /// Errors of the registry crate. Every variant names the registry (or config file) involved.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -181,6 +193,38 @@ pub enum Error {
         /// How the connection failed, when the endpoint could not be reached.
         transport: Option<TransportKind>,
     },
+    /// A blob upload made no progress for the configured stall timeout
+    /// ([`RegistryClientBuilder::upload_stall_timeout`](crate::RegistryClientBuilder::upload_stall_timeout)).
+    /// The upload was abandoned and nothing was committed.
+    #[error("{}", stall_message(registry, repository, *sent, *after, *side))]
+    Stalled {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Bytes handed to the connection before the stall (the registry may have read fewer).
+        sent: u64,
+        /// How long nothing happened.
+        after: Duration,
+        /// Which side stopped: the body being uploaded, or the registry.
+        side: StallSide,
+    },
+    /// The body of a blob upload (the caller's stream) yielded an error. The upload was
+    /// abandoned and nothing was committed; the cause is the body's own error.
+    #[error(
+        "the blob being uploaded to registry {registry} for {repository} failed after {sent} bytes were sent"
+    )]
+    Body {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// Bytes handed to the connection before the failure.
+        sent: u64,
+        /// The body's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A digest header or computed digest that is malformed or does not match the pinned one.
     #[error("registry {registry} sent a bad digest for {reference}: {problem}")]
     BadDigest {
@@ -201,6 +245,35 @@ fn auth_message(verb: &str, registry: &str, repository: &str, status: u16, anony
         )
     } else {
         format!("registry {registry} {verb} {repository} (HTTP {status})")
+    }
+}
+
+fn stall_message(registry: &str, repository: &str, sent: u64, after: Duration, side: StallSide) -> String {
+    let after = format!("{:.1} s", after.as_secs_f64());
+    match side {
+        StallSide::Body => format!(
+            "blob upload to registry {registry} for {repository} stalled: the body being uploaded produced no \
+             data for {after} ({sent} bytes sent)"
+        ),
+        StallSide::Registry => format!(
+            "blob upload to registry {registry} for {repository} stalled: the registry accepted no data for \
+             {after} ({sent} bytes sent)"
+        ),
+        StallSide::Answer => format!(
+            "blob upload to registry {registry} for {repository} stalled: no answer for {after} after the \
+             whole body ({sent} bytes) was sent"
+        ),
+    }
+}
+
+impl StallSide {
+    /// `body`, `registry` or `answer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Body => "body",
+            Self::Registry => "registry",
+            Self::Answer => "answer",
+        }
     }
 }
 
@@ -229,6 +302,8 @@ impl Error {
     /// | `docker_config` | the docker config cannot be read or parsed |
     /// | `credential_helper` | a credential helper is missing or failed |
     /// | `invalid_settings` | per-registry settings that cannot be used |
+    /// | `stalled` | a blob upload made no progress for the stall timeout (either side) |
+    /// | `body` | the body of a blob upload failed (the caller's stream) |
     pub fn kind(&self) -> &'static str {
         match self {
             Self::ConfigRead { .. } | Self::ConfigParse { .. } | Self::InvalidAuthEntry { .. } => {
@@ -238,6 +313,8 @@ impl Error {
             | Self::CredentialHelperFailed { .. }
             | Self::CredentialHelperOutput { .. } => "credential_helper",
             Self::InvalidSettings { .. } => "invalid_settings",
+            Self::Stalled { .. } => "stalled",
+            Self::Body { .. } => "body",
             Self::Transport { kind, .. }
             | Self::Token {
                 status: None,
@@ -291,7 +368,8 @@ impl Error {
             )
     }
 
-    /// A later attempt might succeed: transport failures, 429 and 5xx.
+    /// A later attempt might succeed: transport failures, 429, 5xx and stalled uploads (a new
+    /// upload needs a new body: a streamed one cannot be replayed).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -300,6 +378,7 @@ impl Error {
                 ..
             } | Self::RateLimited { .. }
                 | Self::Server { .. }
+                | Self::Stalled { .. }
         ) || matches!(
             self,
             Self::Token {
@@ -364,6 +443,51 @@ mod tests {
         }
     }
 
+    fn stalled(side: StallSide) -> Error {
+        Error::Stalled {
+            registry: "r.example".into(),
+            repository: "team/app".into(),
+            sent: 1234,
+            after: Duration::from_secs(60),
+            side,
+        }
+    }
+
+    #[test]
+    fn stalls_say_which_side_and_are_retryable() {
+        let cases = [
+            (
+                StallSide::Body,
+                "the body being uploaded produced no data for 60.0 s",
+            ),
+            (StallSide::Registry, "the registry accepted no data for 60.0 s"),
+            (
+                StallSide::Answer,
+                "no answer for 60.0 s after the whole body (1234 bytes) was sent",
+            ),
+        ];
+        for (side, says) in cases {
+            let e = stalled(side);
+            let msg = e.to_string();
+            assert!(msg.contains(says), "{msg}");
+            assert!(msg.contains("r.example") && msg.contains("team/app"), "{msg}");
+            assert!(
+                e.is_retryable() && !e.is_timeout() && !e.is_unauthorized(),
+                "{e:?}"
+            );
+        }
+        let body = Error::Body {
+            registry: "r.example".into(),
+            repository: "team/app".into(),
+            sent: 7,
+            source: std::io::Error::other("disk on fire"),
+        };
+        assert_eq!(body.kind(), "body");
+        assert!(!body.is_retryable());
+        let cause = std::error::Error::source(&body).expect("the body's error is the source");
+        assert_eq!(cause.to_string(), "disk on fire");
+    }
+
     #[test]
     fn kinds_name_what_happened() {
         let unauthorized = Error::Unauthorized {
@@ -392,6 +516,8 @@ mod tests {
             (transport(TransportKind::Tls), "tls"),
             (transport(TransportKind::Other), "transport"),
             (server, "registry_error"),
+            (stalled(StallSide::Body), "stalled"),
+            (stalled(StallSide::Registry), "stalled"),
         ];
         for (err, kind) in cases {
             assert_eq!(err.kind(), kind, "{err:?}");

@@ -1,7 +1,6 @@
 //! The registry client as the core flow's [`ImageProbe`] and [`BlobStore`].
 
-use bytes::Bytes;
-use kaniko_builder_core::flow::{BlobStore, ImageProbe, RegistryFailure};
+use kaniko_builder_core::flow::{BlobBody, BlobStore, ImageProbe, RegistryFailure};
 use kaniko_builder_core::{Digest, ImageRef, Probe};
 
 use crate::client::RegistryClient;
@@ -24,8 +23,8 @@ impl ImageProbe for RegistryClient {
 
 #[async_trait::async_trait]
 impl BlobStore for RegistryClient {
-    async fn push_blob(&self, repository: &ImageRef, data: Bytes) -> Result<Digest, RegistryFailure> {
-        RegistryClient::push_blob(self, repository, data)
+    async fn push_blob(&self, repository: &ImageRef, body: BlobBody) -> Result<Digest, RegistryFailure> {
+        RegistryClient::push_blob_stream(self, repository, body)
             .await
             .map_err(Into::into)
     }

@@ -16,6 +16,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Blob uploads
+//!
+//! [`RegistryClient::push_blob_stream`] sends a blob as it is produced (a build context being
+//! packed, a file), in constant memory, with no timeout on the whole transfer but a stall
+//! timeout ([`RegistryClientBuilder::upload_stall_timeout`], [`Error::Stalled`]);
+//! [`RegistryClient::push_blob`] sends a small blob already in memory in one request.
+//!
 //! # TLS and cargo features
 //!
 //! TLS is rustls, with the crypto provider passed explicitly to every configuration: the
@@ -43,6 +50,7 @@ pub mod retry;
 mod secret_config;
 pub mod settings;
 mod tls;
+mod upload;
 
 /// rustls plumbing shared with `kaniko-builder-k8s` (the provider choice, the lazily read system
 /// roots). Not part of the API.
@@ -56,7 +64,7 @@ pub mod __tls {
 
 pub use auth::{ConfigOrigin, Credentials, DockerConfig};
 pub use client::{RegistryClient, RegistryClientBuilder};
-pub use error::{Error, Result, TransportKind};
+pub use error::{Error, Result, StallSide, TransportKind};
 pub use kaniko_builder_core::{Digest, ImageRef, Manifest, Probe};
 pub use retry::RetryPolicy;
 

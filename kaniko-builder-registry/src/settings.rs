@@ -56,6 +56,12 @@ impl RegistrySettings {
     }
 
     /// Timeout for one request, from send to the end of the headers. Default 30 s.
+    ///
+    /// Blob uploads' body requests ([`RegistryClient::push_blob_stream`]) have no timeout of
+    /// their own: they take as long as the body does and fail when nothing moves for the
+    /// [stall timeout](crate::RegistryClientBuilder::upload_stall_timeout) instead.
+    ///
+    /// [`RegistryClient::push_blob_stream`]: crate::RegistryClient::push_blob_stream
     #[must_use]
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;

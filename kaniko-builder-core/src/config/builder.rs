@@ -6,6 +6,7 @@ use super::context::check_relative;
 use super::{BuildConfig, CacheConfig, ContextSource, SnapshotMode, Verbosity, names};
 use crate::error::Error;
 use crate::image_ref::ImageRef;
+use crate::platform::Platform;
 
 /// Builds a [`BuildConfig`]. Setters never fail; [`build`](Self::build) reports the first problem,
 /// naming the field.
@@ -29,6 +30,7 @@ pub struct BuildConfigBuilder {
     pub(super) reproducible: bool,
     pub(super) push_retry: Option<u32>,
     pub(super) verbosity: Option<Verbosity>,
+    pub(super) platforms: Vec<Platform>,
 }
 
 impl BuildConfigBuilder {
@@ -59,6 +61,20 @@ impl BuildConfigBuilder {
     /// Build even when the image exists (the seed's `FORCE_BUILD=Y`). Default: false.
     pub fn force(mut self, force: bool) -> Self {
         self.force = force;
+        self
+    }
+
+    /// Adds a platform: the build becomes a multi-platform one, each platform built by its own
+    /// Job on a node of that platform, in parallel, and one image index pushed under the tag.
+    /// Default: none (one image for the executor's own platform).
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platforms.push(platform);
+        self
+    }
+
+    /// Adds platforms (see [`platform`](Self::platform)).
+    pub fn platforms(mut self, platforms: impl IntoIterator<Item = Platform>) -> Self {
+        self.platforms.extend(platforms);
         self
     }
 
@@ -164,6 +180,11 @@ impl BuildConfigBuilder {
             new
         });
         self.context.validate().map_err(|p| fail("context", p))?;
+        for (i, p) in self.platforms.iter().enumerate() {
+            if self.platforms[..i].contains(p) {
+                return Err(fail("platforms", format!("{p} is listed twice")));
+            }
+        }
         check_relative(&self.dockerfile)
             .map_err(|p| fail("dockerfile", format!("{:?} {p}", self.dockerfile)))?;
         if !names::is_dns1123_label(&self.namespace) {
@@ -250,6 +271,9 @@ impl BuildConfigBuilder {
             reproducible: self.reproducible,
             push_retry: self.push_retry,
             verbosity: self.verbosity,
+            platforms: self.platforms,
+            context_digest: None,
+            target_platform: None,
         })
     }
 }

@@ -30,6 +30,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::image_ref::ImageRef;
+use crate::platform::Platform;
 
 pub use builder::BuildConfigBuilder;
 pub use context::ContextSource;
@@ -132,6 +133,12 @@ pub struct BuildConfig {
     reproducible: bool,
     push_retry: Option<u32>,
     verbosity: Option<Verbosity>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    platforms: Vec<Platform>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_digest: Option<Digest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_platform: Option<Platform>,
 }
 
 impl BuildConfig {
@@ -155,7 +162,48 @@ impl BuildConfig {
             reproducible: false,
             push_retry: None,
             verbosity: None,
+            platforms: Vec::new(),
         }
+    }
+
+    /// The platforms of a multi-platform build, in the order given; empty for a build of the
+    /// executor's own platform (one Job, one image under the tag, as before).
+    pub fn platforms(&self) -> &[Platform] {
+        &self.platforms
+    }
+
+    /// The one platform of a multi-platform build this configuration builds, as one Job of it
+    /// ([`for_platform`](Self::for_platform)); `None` for a whole build.
+    pub fn target_platform(&self) -> Option<&Platform> {
+        self.target_platform.as_ref()
+    }
+
+    /// One platform of this multi-platform build: the configuration of its own Job, which builds
+    /// for `platform` (kaniko's `--custom-platform`, on a node of that platform) and pushes the
+    /// image by digest only, for the index that the whole build then pushes under the tag. Its
+    /// [`build_hash`](Self::build_hash) and [`job_name`](Self::job_name) name the platform.
+    pub fn for_platform(&self, platform: &Platform) -> Self {
+        let mut one = self.clone();
+        one.platforms = Vec::new();
+        one.target_platform = Some(platform.clone());
+        one
+    }
+
+    /// The same build, pinned to the content of its local directory: `digest` is what the
+    /// directory's files hash to (the packed context's uncompressed `diff_id`, see
+    /// `kaniko_builder_context::hash`). The Kubernetes runner sets it after hashing a
+    /// [`ContextSource::LocalDir`] and before naming the Job, so the [`build_hash`](Self::build_hash)
+    /// and the [`job_name`](Self::job_name) follow the files, not the path: the same directory
+    /// with changed files is another build, and two checkouts of the same files are one. Other
+    /// contexts ignore it. [`into_builder`](Self::into_builder) drops it.
+    pub fn with_context_digest(mut self, digest: Digest) -> Self {
+        self.context_digest = Some(digest);
+        self
+    }
+
+    /// The local directory's content digest, once set by [`with_context_digest`](Self::with_context_digest).
+    pub fn context_digest(&self) -> Option<&Digest> {
+        self.context_digest.as_ref()
     }
 
     /// The image whose existence decides whether to build; the first destination.
@@ -254,8 +302,10 @@ impl BuildConfig {
             .any(|r| r == host)
     }
 
-    /// A digest of what defines "the same build": the destinations, the context, the Dockerfile, the
-    /// build args, the target, the labels, the snapshot mode and reproducibility. Forcing, the
+    /// A digest of what defines "the same build": the destinations, the context (for a local
+    /// directory: its [content digest](Self::with_context_digest) once known, its path before),
+    /// the Dockerfile, the build args, the target, the labels, the snapshot mode and
+    /// reproducibility. Forcing, the
     /// namespace, the cache and registry transport settings, retries and verbosity do not change
     /// what is built, so they do not count.
     pub fn build_hash(&self) -> Digest {
@@ -268,6 +318,10 @@ impl BuildConfig {
             ("context.kind", self.context.kind().to_owned()),
         ];
         match &self.context {
+            ContextSource::LocalDir(_) if self.context_digest.is_some() => {
+                let digest = self.context_digest.as_ref().map(ToString::to_string);
+                fields.push(("context.digest", digest.unwrap_or_default()));
+            }
             ContextSource::HostPath(p) | ContextSource::LocalDir(p) => {
                 fields.push(("context.path", p.to_string_lossy().into_owned()));
             }
@@ -302,6 +356,12 @@ impl BuildConfig {
                 .to_owned(),
         ));
         fields.push(("reproducible", self.reproducible.to_string()));
+        for platform in &self.platforms {
+            fields.push(("platform", platform.to_string()));
+        }
+        if let Some(target) = &self.target_platform {
+            fields.push(("target_platform", target.to_string()));
+        }
         // Length-prefixed, so no two field lists encode alike.
         let mut canonical = Vec::new();
         for (name, value) in fields {
@@ -317,10 +377,16 @@ impl BuildConfig {
         Digest::sha256(self.image.to_string().as_bytes())
     }
 
-    /// The deterministic Job name: `kb-<repository>-<tag>-<10 hex of the build hash>`, a DNS-1123
-    /// label of at most 63 characters. The same build always gets the same name.
+    /// The deterministic Job name: `kb-<repository>-<tag>-<10 hex of the build hash>` (with the
+    /// platform after the tag for one platform of a multi-platform build), a DNS-1123 label of at
+    /// most 63 characters. The same build always gets the same name.
     pub fn job_name(&self) -> String {
-        names::job_name(self.image.repository(), self.image.tag(), self.build_hash().hex())
+        let tag = match (&self.target_platform, self.image.tag()) {
+            (Some(p), Some(tag)) => Some(format!("{tag}-{}", p.slug())),
+            (Some(p), None) => Some(p.slug()),
+            (None, tag) => tag.map(str::to_owned),
+        };
+        names::job_name(self.image.repository(), tag.as_deref(), self.build_hash().hex())
     }
 
     /// A builder holding this configuration, to change it.
@@ -343,6 +409,7 @@ impl BuildConfig {
             reproducible: self.reproducible,
             push_retry: self.push_retry,
             verbosity: self.verbosity,
+            platforms: self.platforms,
         }
     }
 }

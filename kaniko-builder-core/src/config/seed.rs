@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use crate::config::{BuildConfig, BuildConfigBuilder, DEFAULT_DOCKERFILE};
 use crate::error::Error;
 use crate::image_ref::ImageRef;
+use crate::platform::Platform;
 
 /// The Dockerfile path, relative to the context. Optional: `Dockerfile`.
 pub const DOCKER_FILENAME: &str = "DOCKER_FILENAME";
@@ -40,6 +41,9 @@ pub const DOCKER_IMAGENAME: &str = "DOCKER_IMAGENAME";
 pub const DOCKER_IMAGETAG: &str = "DOCKER_IMAGETAG";
 /// `Y` to build even when the image exists. Optional: no.
 pub const FORCE_BUILD: &str = "FORCE_BUILD";
+/// Not in the original tool: the platforms of a multi-platform build, comma-separated
+/// (`linux/amd64,linux/arm64`); absent or empty builds one image for the executor's platform.
+pub const DOCKER_PLATFORMS: &str = "DOCKER_PLATFORMS";
 /// Not a seed key: the full normalised destination, written for the init container and for people.
 pub const KB_DESTINATION: &str = "KB_DESTINATION";
 /// Not a seed key: the context kind (`hostpath`, `pvc`, `upload`, `git`, `url`).
@@ -55,6 +59,8 @@ pub struct SeedConfig {
     pub dockerfile: String,
     /// `FORCE_BUILD`.
     pub force: bool,
+    /// `DOCKER_PLATFORMS`.
+    pub platforms: Vec<Platform>,
 }
 
 impl SeedConfig {
@@ -124,10 +130,15 @@ impl SeedConfig {
             None => false,
             Some(v) => parse_force_build(&v)?,
         };
+        let platforms = match lookup(DOCKER_PLATFORMS) {
+            None => Vec::new(),
+            Some(v) => parse_platforms(&v)?,
+        };
         Ok(Self {
             image,
             dockerfile,
             force,
+            platforms,
         })
     }
 
@@ -145,6 +156,7 @@ impl SeedConfig {
         BuildConfig::builder(self.image)
             .dockerfile(self.dockerfile)
             .force(self.force)
+            .platforms(self.platforms)
     }
 
     /// The ConfigMap `data` describing `config`: the seed's four keys plus `KB_DESTINATION` and
@@ -152,7 +164,7 @@ impl SeedConfig {
     /// the same image, Dockerfile and `force`.
     pub fn data_for(config: &BuildConfig) -> BTreeMap<String, String> {
         let image = config.image();
-        BTreeMap::from([
+        let mut data = BTreeMap::from([
             (DOCKER_FILENAME.to_owned(), config.dockerfile().to_owned()),
             (DOCKER_IMAGENAME.to_owned(), image.name()),
             (
@@ -165,7 +177,12 @@ impl SeedConfig {
             ),
             (KB_DESTINATION.to_owned(), image.to_string()),
             (KB_CONTEXT_KIND.to_owned(), config.context().kind().to_owned()),
-        ])
+        ]);
+        if !config.platforms().is_empty() {
+            let list: Vec<String> = config.platforms().iter().map(ToString::to_string).collect();
+            data.insert(DOCKER_PLATFORMS.to_owned(), list.join(","));
+        }
+        data
     }
 }
 
@@ -173,6 +190,31 @@ impl From<SeedConfig> for BuildConfigBuilder {
     fn from(seed: SeedConfig) -> Self {
         seed.into_builder()
     }
+}
+
+/// Parses a `DOCKER_PLATFORMS` value: comma-separated platforms, blanks ignored.
+///
+/// # Errors
+/// [`Error::InvalidSeedValue`] for `DOCKER_PLATFORMS`, naming the bad entry or a duplicate.
+pub fn parse_platforms(value: &str) -> Result<Vec<Platform>, Error> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let p: Platform = entry.parse().map_err(|e: Error| Error::InvalidSeedValue {
+            key: DOCKER_PLATFORMS,
+            problem: match e {
+                Error::InvalidConfig { problem, .. } => problem,
+                other => other.to_string(),
+            },
+        })?;
+        if platforms.contains(&p) {
+            return Err(Error::InvalidSeedValue {
+                key: DOCKER_PLATFORMS,
+                problem: format!("{p} is listed twice"),
+            });
+        }
+        platforms.push(p);
+    }
+    Ok(platforms)
 }
 
 /// Parses a `FORCE_BUILD` value: `Y`, `y`, `yes`, `true` or `1` force a build; `N`, `n`, `no`,

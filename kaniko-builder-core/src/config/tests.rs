@@ -307,3 +307,35 @@ proptest! {
         prop_assert!(names::is_label_value(&c.image_hash().hex()[..40]));
     }
 }
+
+#[test]
+fn a_local_directory_build_is_named_after_its_files_once_hashed() {
+    let local = |path: &str| {
+        base()
+            .context(ContextSource::LocalDir(PathBuf::from(path)))
+            .build()
+            .expect("valid")
+    };
+    let (files_a, files_b) = (Digest::sha256(b"files a"), Digest::sha256(b"files b"));
+    // Before hashing, the path names it (what `render` shows for a config never run).
+    assert_ne!(local("/src/one").job_name(), local("/src/two").job_name());
+    // Once hashed, the files do: the same path with other files is another build...
+    let one_a = local("/src/one").with_context_digest(files_a.clone());
+    let one_b = local("/src/one").with_context_digest(files_b);
+    assert_ne!(one_a.build_hash(), one_b.build_hash());
+    assert_ne!(one_a.job_name(), one_b.job_name());
+    assert_ne!(one_a.job_name(), local("/src/one").job_name());
+    // ...and the same files elsewhere are the same build.
+    let two_a = local("/src/two").with_context_digest(files_a.clone());
+    assert_eq!(one_a.job_name(), two_a.job_name());
+    assert_eq!(one_a.context_digest(), Some(&files_a));
+    // Other contexts ignore it.
+    let pvc = || {
+        base().context(ContextSource::Pvc {
+            claim: "c".into(),
+            sub_path: None,
+        })
+    };
+    let pinned = pvc().build().expect("valid").with_context_digest(files_a);
+    assert_eq!(pinned.job_name(), pvc().build().expect("valid").job_name());
+}

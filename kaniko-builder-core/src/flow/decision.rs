@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Digest, Probe};
+use crate::{Digest, Platform, Probe};
 
 /// Whether an image is built, and why. Serialised as the init container writes it:
 /// `{"decision":"skip","digest":"sha256:…"}` or `{"decision":"build","reason":"absent"}`.
@@ -36,6 +36,12 @@ pub enum BuildReason {
     /// the check lacks (kaniko's credential helpers, workload identity): the caller's probe found
     /// the tag absent, or the Secret has no entry for the registry. The executor's push decides.
     Unverified,
+    /// A multi-platform build: the tag holds an index that lacks a requested platform.
+    #[serde(rename = "incomplete_index")]
+    IncompleteIndex,
+    /// A multi-platform build: the tag holds a single-platform image, not an index.
+    #[serde(rename = "not_an_index")]
+    NotAnIndex,
 }
 
 impl Decision {
@@ -55,6 +61,33 @@ impl Decision {
         }
     }
 
+    /// The rule of a multi-platform build of `requested`: an index under the tag holding every
+    /// requested platform (`index_platforms`, read from it) is skipped unless forced; an index
+    /// lacking one, or a single-platform image, is built again, and the reason says which.
+    /// `index_platforms` is `None` when the tag is not an index.
+    pub fn for_platforms(
+        probe: &Probe,
+        index_platforms: Option<&[Platform]>,
+        requested: &[Platform],
+        force: bool,
+    ) -> Self {
+        let single = Self::from_probe(probe, force);
+        let Self::Skip { digest } = single else {
+            return single;
+        };
+        match index_platforms {
+            None => Self::Build {
+                reason: BuildReason::NotAnIndex,
+            },
+            Some(held) if requested.iter().all(|r| held.iter().any(|h| r.is_served_by(h))) => {
+                Self::Skip { digest }
+            }
+            Some(_) => Self::Build {
+                reason: BuildReason::IncompleteIndex,
+            },
+        }
+    }
+
     /// `skip` or `build`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -70,12 +103,14 @@ impl Decision {
 }
 
 impl BuildReason {
-    /// `absent`, `forced` or `unverified`.
+    /// `absent`, `forced`, `unverified`, `incomplete_index` or `not_an_index`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Absent => "absent",
             Self::Forced => "forced",
             Self::Unverified => "unverified",
+            Self::IncompleteIndex => "incomplete_index",
+            Self::NotAnIndex => "not_an_index",
         }
     }
 }
@@ -83,6 +118,47 @@ impl BuildReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Manifest;
+
+    #[test]
+    fn an_index_is_skipped_only_when_it_holds_every_platform() {
+        let p = |s: &str| s.parse::<Platform>().expect("platform");
+        let digest = Digest::sha256(b"index");
+        let exists = Probe::Exists(Manifest::new(digest.clone(), crate::media_types::OCI_INDEX, None));
+        let requested = [p("linux/amd64"), p("linux/arm64")];
+        let held = [p("linux/amd64"), p("linux/arm64/v8")];
+        let decide =
+            |index: Option<&[Platform]>, force| Decision::for_platforms(&exists, index, &requested, force);
+        assert_eq!(decide(Some(&held), false), Decision::Skip { digest });
+        assert_eq!(
+            decide(Some(&held[..1]), false),
+            Decision::Build {
+                reason: BuildReason::IncompleteIndex
+            }
+        );
+        assert_eq!(
+            decide(None, false),
+            Decision::Build {
+                reason: BuildReason::NotAnIndex
+            }
+        );
+        assert_eq!(
+            decide(Some(&held), true),
+            Decision::Build {
+                reason: BuildReason::Forced
+            }
+        );
+        assert_eq!(
+            Decision::for_platforms(&Probe::Absent, None, &requested, false),
+            Decision::Build {
+                reason: BuildReason::Absent
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&BuildReason::IncompleteIndex).expect("json"),
+            r#""incomplete_index""#
+        );
+    }
 
     #[test]
     fn the_wire_form_is_the_init_containers() {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Decision, ObjectRef};
 use crate::digest::Digest;
+use crate::platform::Platform;
 
 /// One step of a build, or a line of its log. Steps arrive in order; under pressure a slow
 /// consumer loses log lines (replaced by one [`BuildEvent::LogsDropped`]), never steps.
@@ -29,7 +30,8 @@ pub enum BuildEvent {
         /// What was applied, in order.
         objects: Vec<ObjectRef>,
     },
-    /// The local build context was packed.
+    /// The local build context was packed (sent as it was packed: this comes once the last byte
+    /// was produced).
     ContextPacked {
         /// Files and directories in the archive.
         entries: u64,
@@ -77,9 +79,16 @@ pub enum BuildEvent {
         /// What it decided.
         decision: Decision,
     },
-    /// Part or all of the local context reached the cluster.
-    ContextUploaded {
+    /// Part of the local context was sent, as it is packed (every few MiB): `sent` bytes of the
+    /// `tar.gz` so far. Its total size is known only at the end ([`ContextUploaded`](Self::ContextUploaded)).
+    /// A queue ([`EventSink::channel`]) keeps only the latest of those not read yet.
+    ContextProgress {
         /// Bytes sent so far.
+        sent: u64,
+    },
+    /// All of the local context reached the cluster.
+    ContextUploaded {
+        /// Bytes sent (the `tar.gz`).
         bytes: u64,
         /// How.
         via: UploadVia,
@@ -121,12 +130,38 @@ pub enum BuildEvent {
         /// The API server's URL.
         server: String,
     },
+    /// A step of one platform of a multi-platform build (each platform runs its own Job).
+    Platform {
+        /// The platform.
+        platform: Platform,
+        /// What happened to it.
+        step: Box<BuildEvent>,
+    },
+    /// A multi-platform build pushed its image index under the tag.
+    IndexPushed {
+        /// The index's digest.
+        digest: Digest,
+        /// The platforms it lists.
+        platforms: Vec<Platform>,
+    },
 }
 
 impl BuildEvent {
     /// Whether the event is a log line (which may be dropped under pressure).
     pub fn is_log(&self) -> bool {
-        matches!(self, Self::Log { .. })
+        match self {
+            Self::Log { .. } => true,
+            Self::Platform { step, .. } => step.is_log(),
+            _ => false,
+        }
+    }
+
+    /// The platform a step of a multi-platform build belongs to, and the step.
+    pub fn platform(&self) -> Option<(&Platform, &BuildEvent)> {
+        match self {
+            Self::Platform { platform, step } => Some((platform, step)),
+            _ => None,
+        }
     }
 }
 
@@ -215,6 +250,21 @@ impl EventSink {
         }
     }
 
+    /// A sink for one platform of a multi-platform build: each event is sent here wrapped in
+    /// [`BuildEvent::Platform`].
+    pub fn for_platform(&self, platform: Platform) -> Self {
+        if matches!(self.kind, SinkKind::Discard) {
+            return self.clone();
+        }
+        let parent = self.clone();
+        Self::from_fn(move |event| {
+            parent.send(BuildEvent::Platform {
+                platform: platform.clone(),
+                step: Box::new(event),
+            });
+        })
+    }
+
     /// Sends a log line.
     pub fn log(&self, container: &str, line: impl Into<String>) {
         self.send(BuildEvent::Log {
@@ -270,6 +320,14 @@ impl Shared {
                 return;
             }
             state.logs += 1;
+        }
+        // Progress not read yet is replaced by newer progress: the queue stays small however
+        // long the upload.
+        if let (BuildEvent::ContextProgress { sent }, Some(BuildEvent::ContextProgress { sent: queued })) =
+            (&event, state.queue.back_mut())
+        {
+            *queued = *sent;
+            return;
         }
         state.queue.push_back(event);
         if let Some(w) = state.waker.take() {

@@ -45,6 +45,7 @@
 mod decision;
 mod events;
 mod outcome;
+mod platforms;
 mod run;
 
 use std::fmt;
@@ -54,11 +55,14 @@ pub use tokio_util::sync::CancellationToken;
 use crate::config::BuildConfig;
 use crate::digest::Digest;
 use crate::image_ref::ImageRef;
+use crate::platform::Platform;
 use crate::probe::{Manifest, Probe};
 
 pub use decision::{BuildReason, Decision};
 pub use events::{BuildEvent, EventSink, EventStream, UploadVia};
-pub use outcome::{BuildFailure, BuildOutcome, ExecError, FailureReason, ObjectRef, SkippedBy};
+pub use outcome::{
+    BuildFailure, BuildOutcome, ExecError, FailureReason, ObjectRef, PlatformImage, PlatformResult, SkippedBy,
+};
 pub use run::{FlowOptions, run_build};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -138,20 +142,51 @@ impl std::error::Error for RegistryFailure {
     }
 }
 
-/// Answers "does this image exist, and with which digest?". Implemented by the registry client.
+/// Answers "does this image exist, and with which digest?", and for multi-platform builds reads
+/// and pushes image indexes. Implemented by the registry client.
 #[async_trait::async_trait]
 pub trait ImageProbe: Send + Sync {
     /// Probes `image` (a tag, or a reference pinned by digest). An error is never "absent".
     async fn probe(&self, image: &ImageRef) -> Result<Probe, RegistryFailure>;
+
+    /// The platforms listed by the image index `image` (by tag or digest; an OCI index or a
+    /// Docker manifest list). Multi-platform builds call it when the tag holds an index. The
+    /// default answers that this registry client cannot read indexes.
+    async fn index_platforms(&self, image: &ImageRef) -> Result<Vec<Platform>, RegistryFailure> {
+        Err(unsupported("read an image index", image))
+    }
+
+    /// Pushes an OCI image index under `image`'s tag listing `manifests` (images of its
+    /// repository, by digest), each entry's platform read from its image's config; returns the
+    /// index's digest. The default answers that this registry client cannot push indexes.
+    async fn push_index(&self, image: &ImageRef, manifests: &[Digest]) -> Result<Digest, RegistryFailure> {
+        let _ = manifests;
+        Err(unsupported("push an image index", image))
+    }
 }
+
+fn unsupported(what: &str, image: &ImageRef) -> RegistryFailure {
+    RegistryFailure::new(
+        format!("this registry client cannot {what} ({image})"),
+        false,
+        false,
+    )
+    .with_cause("unsupported")
+}
+
+/// A blob's bytes as a stream of chunks, produced while they are sent (a context being packed):
+/// never held whole in memory. An `Err` item aborts the upload with that error.
+pub type BlobBody = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
 
 /// Stores a blob in a repository, content-addressed. Implemented by the registry client; the
 /// Kubernetes runner uses it to hand a local build context to the Pod.
 #[async_trait::async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Uploads `data` to `repository` (its registry and repository; tag and digest ignored) and
-    /// returns its digest. Uploading a blob that is already there is cheap and not an error.
-    async fn push_blob(&self, repository: &ImageRef, data: bytes::Bytes) -> Result<Digest, RegistryFailure>;
+    /// Uploads `body` to `repository` (its registry and repository; tag and digest ignored) as it
+    /// is produced, and returns the digest of the bytes sent, computed on the way. The upload may
+    /// take as long as the body does; implementations time out on a stall (no progress), never
+    /// on the whole transfer.
+    async fn push_blob(&self, repository: &ImageRef, body: BlobBody) -> Result<Digest, RegistryFailure>;
 }
 
 /// What the executor is asked to do: build `config`, for `reason`.

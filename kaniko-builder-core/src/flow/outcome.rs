@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::BoxError;
 use crate::digest::Digest;
 use crate::image_ref::ImageRef;
+use crate::platform::Platform;
 
 /// A Kubernetes object (or whatever an executor leaves behind), by kind, namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -83,13 +84,72 @@ pub enum BuildOutcome {
         image: ImageRef,
         /// The pushed digest.
         digest: Digest,
-        /// The Job that built it.
+        /// The Job that built it (the first platform's, for a multi-platform build).
         job: ObjectRef,
         /// What stays on the cluster.
         kept: Vec<ObjectRef>,
         /// How long the run took.
         duration: Duration,
+        /// A multi-platform build: each platform's image, in the order asked, which the index
+        /// (`digest`) lists. Empty for a single-platform build.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        platforms: Vec<PlatformImage>,
     },
+}
+
+/// One platform's image of a multi-platform build, pushed by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PlatformImage {
+    /// The platform.
+    pub platform: Platform,
+    /// Its image's digest (`repository@digest`; no tag names it).
+    pub digest: Digest,
+    /// The Job that built it.
+    pub job: ObjectRef,
+}
+
+impl PlatformImage {
+    /// One platform's image.
+    pub fn new(platform: Platform, digest: Digest, job: ObjectRef) -> Self {
+        Self {
+            platform,
+            digest,
+            job,
+        }
+    }
+}
+
+/// How one platform of a failed multi-platform build ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PlatformResult {
+    /// The platform.
+    pub platform: Platform,
+    /// Its image's digest, when it was built.
+    pub digest: Option<Digest>,
+    /// Why it failed, when it did.
+    pub failure: Option<Box<FailureReason>>,
+}
+
+impl PlatformResult {
+    /// A platform that was built.
+    pub fn built(platform: Platform, digest: Digest) -> Self {
+        Self {
+            platform,
+            digest: Some(digest),
+            failure: None,
+        }
+    }
+
+    /// A platform that failed.
+    pub fn failed(platform: Platform, reason: FailureReason) -> Self {
+        Self {
+            platform,
+            digest: None,
+            failure: Some(Box::new(reason)),
+        }
+    }
 }
 
 impl BuildOutcome {
@@ -242,6 +302,18 @@ pub enum FailureReason {
         /// Whether `image@pushed` exists.
         pinned_exists: bool,
     },
+    /// A multi-platform build: a platform failed, so no index was pushed. Each platform's result
+    /// is listed, in the order asked.
+    Platforms {
+        /// Every platform's digest or failure.
+        results: Vec<PlatformResult>,
+    },
+    /// A multi-platform build: every platform was built, but the image index could not be
+    /// pushed under the tag.
+    IndexPush {
+        /// The registry's error, naming the destination.
+        message: String,
+    },
     /// The verifying probe itself failed.
     VerifyFailed {
         /// The registry's error.
@@ -277,6 +349,8 @@ impl FailureReason {
             Self::Cancelled => "cancelled",
             Self::VerifyMismatch { .. } => "verify_mismatch",
             Self::VerifyFailed { .. } => "verify_failed",
+            Self::Platforms { .. } => "platforms",
+            Self::IndexPush { .. } => "index_push",
             Self::Invalid { .. } => "invalid",
         }
     }
@@ -359,6 +433,18 @@ impl fmt::Display for FailureReason {
                 }
             }
             Self::VerifyFailed { message } => write!(f, "cannot verify the pushed image: {message}"),
+            Self::IndexPush { message } => write!(f, "cannot push the image index: {message}"),
+            Self::Platforms { results } => {
+                f.write_str("a platform failed, no index was pushed:")?;
+                for r in results {
+                    match (&r.digest, &r.failure) {
+                        (_, Some(failure)) => write!(f, " {}: {} ({failure});", r.platform, failure.kind())?,
+                        (Some(digest), None) => write!(f, " {}: built {digest};", r.platform)?,
+                        (None, None) => write!(f, " {}: not run;", r.platform)?,
+                    }
+                }
+                Ok(())
+            }
             Self::Invalid { message } => write!(f, "invalid build: {message}"),
         }
     }

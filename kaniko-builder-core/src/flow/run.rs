@@ -7,6 +7,7 @@ use std::time::Instant;
 use futures::future::{Either, select};
 use tokio_util::sync::CancellationToken;
 
+use super::platforms;
 use super::{
     BuildEvent, BuildExecutor, BuildFailure, BuildOutcome, BuildPlan, Decision, EventSink, ExecError,
     Executed, FailureReason, ImageProbe, ObjectRef, SkippedBy,
@@ -20,7 +21,7 @@ use crate::probe::Probe;
 #[non_exhaustive]
 #[must_use]
 pub struct FlowOptions {
-    verify: bool,
+    pub(super) verify: bool,
 }
 
 impl Default for FlowOptions {
@@ -39,7 +40,7 @@ impl FlowOptions {
 }
 
 /// Runs `future` unless `cancel` fires first (then `None`).
-async fn unless_cancelled<F: Future>(cancel: &CancellationToken, future: F) -> Option<F::Output> {
+pub(super) async fn unless_cancelled<F: Future>(cancel: &CancellationToken, future: F) -> Option<F::Output> {
     if cancel.is_cancelled() {
         return None;
     }
@@ -95,7 +96,16 @@ pub async fn run_build(
         exists: existing.is_some(),
         digest: existing.as_ref().map(|m| m.digest.clone()),
     });
-    let reason = match Decision::from_probe(&probed, config.force()) {
+    let decision = if config.platforms().is_empty() {
+        Decision::from_probe(&probed, config.force())
+    } else {
+        match unless_cancelled(cancel, platforms::decide(config, probe, &probed)).await {
+            None => return Err(fail(FailureReason::Cancelled, None, Vec::new())),
+            Some(Err(reason)) => return Err(fail(reason, None, Vec::new())),
+            Some(Ok(decision)) => decision,
+        }
+    };
+    let reason = match decision {
         Decision::Skip { digest } => {
             return Ok(BuildOutcome::Skipped {
                 image: image.clone(),
@@ -108,6 +118,9 @@ pub async fn run_build(
         }
         Decision::Build { reason } => reason,
     };
+    if !config.platforms().is_empty() {
+        return platforms::build(config, reason, probe, executor, events, cancel, options, started).await;
+    }
     let plan = BuildPlan::new(config.clone(), reason, existing);
     // The executor watches the token itself, so it can clean up before returning.
     let executed = executor.execute(&plan, events, cancel.clone()).await;
@@ -141,11 +154,16 @@ pub async fn run_build(
         job,
         kept,
         duration: started.elapsed(),
+        platforms: Vec::new(),
     })
 }
 
 /// The pinned digest must exist, and the tag must resolve to it.
-async fn verify(probe: &dyn ImageProbe, config: &BuildConfig, pushed: &Digest) -> Result<(), FailureReason> {
+pub(super) async fn verify(
+    probe: &dyn ImageProbe,
+    config: &BuildConfig,
+    pushed: &Digest,
+) -> Result<(), FailureReason> {
     let image = config.image();
     let failed = |e: super::RegistryFailure| FailureReason::VerifyFailed {
         message: e.to_string(),

@@ -325,6 +325,28 @@ fn a_slow_consumer_loses_log_lines_never_steps() {
 }
 
 #[test]
+fn unread_progress_is_replaced_by_newer_progress() {
+    let (sink, mut stream) = EventSink::channel(2);
+    for sent in 1..=1000 {
+        sink.send(BuildEvent::ContextProgress { sent });
+    }
+    sink.send(BuildEvent::Building);
+    sink.send(BuildEvent::ContextProgress { sent: 2000 });
+    let mut got = Vec::new();
+    while let Some(e) = stream.try_next() {
+        got.push(e);
+    }
+    assert_eq!(
+        got,
+        [
+            BuildEvent::ContextProgress { sent: 1000 },
+            BuildEvent::Building,
+            BuildEvent::ContextProgress { sent: 2000 }
+        ]
+    );
+}
+
+#[test]
 fn events_and_outcomes_serialise_for_machines() {
     let e = BuildEvent::InitCheck {
         decision: Decision::Build {

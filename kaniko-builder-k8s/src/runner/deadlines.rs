@@ -1,6 +1,6 @@
 //! The watch loop's pending verdicts, one slot per purpose, so that one never hides or drops
 //! another: the Job's word waiting for the Pod's, an unschedulable Pod, a failed exec upload,
-//! a node that stopped reporting.
+//! a node that stopped reporting, an image pull that keeps failing.
 
 use kaniko_builder_core::flow::FailureReason;
 use tokio::time::Instant;
@@ -13,6 +13,7 @@ pub(super) struct Deadlines {
     unschedulable: Option<(Instant, Verdict)>,
     upload: Option<(Instant, Verdict)>,
     node_lost: Option<(Instant, Verdict)>,
+    image_pull: Option<(Instant, Verdict)>,
 }
 
 impl Deadlines {
@@ -53,19 +54,49 @@ impl Deadlines {
         self.node_lost = None;
     }
 
-    /// The slots that may fire now, in the order that wins a tie. A failed upload waits while
-    /// the node is not reporting: that is its cause, and the node's verdict says more.
+    /// `container`'s image pull fails and the kubelet retries: fail at `at` with `message`
+    /// unless it recovers before. While it keeps failing, the first `at` stays and the message
+    /// becomes the newest. Returns whether this started the grace.
+    pub(super) fn image_pull_failing(&mut self, at: Instant, container: &str, message: &str) -> bool {
+        let verdict = Verdict::Failed(FailureReason::ImagePull {
+            container: container.to_owned(),
+            message: message.to_owned(),
+        });
+        match &mut self.image_pull {
+            Some((_, pending)) if pull_container(pending) == Some(container) => {
+                *pending = verdict;
+                false
+            }
+            slot => {
+                *slot = Some((at, verdict));
+                true
+            }
+        }
+    }
+
+    /// `container`'s image pull no longer fails. Returns whether a grace was running.
+    pub(super) fn image_pull_recovered(&mut self, container: &str) -> bool {
+        let theirs = self
+            .image_pull
+            .as_ref()
+            .is_some_and(|(_, v)| pull_container(v) == Some(container));
+        if theirs {
+            self.image_pull = None;
+        }
+        theirs
+    }
+
+    /// The slots that may fire now, in the order that wins a tie. A failed upload and a failing
+    /// image pull wait while the node is not reporting: their state is stale then, and the
+    /// node's verdict says more.
     fn live(&self) -> impl Iterator<Item = &(Instant, Verdict)> {
-        let upload = if self.node_lost.is_some() {
-            None
-        } else {
-            self.upload.as_ref()
-        };
+        let reporting = self.node_lost.is_none();
         [
             self.job.as_ref(),
             self.node_lost.as_ref(),
             self.unschedulable.as_ref(),
-            upload,
+            self.image_pull.as_ref().filter(|_| reporting),
+            self.upload.as_ref().filter(|_| reporting),
         ]
         .into_iter()
         .flatten()
@@ -86,12 +117,22 @@ impl Deadlines {
             &mut self.node_lost
         } else if due(&self.unschedulable) {
             &mut self.unschedulable
+        } else if self.node_lost.is_none() && due(&self.image_pull) {
+            &mut self.image_pull
         } else if self.node_lost.is_none() && due(&self.upload) {
             &mut self.upload
         } else {
             return None;
         };
         slot.take().map(|(_, v)| v)
+    }
+}
+
+/// The container an image pull verdict is about.
+fn pull_container(verdict: &Verdict) -> Option<&str> {
+    match verdict {
+        Verdict::Failed(FailureReason::ImagePull { container, .. }) => Some(container),
+        _ => None,
     }
 }
 
@@ -141,6 +182,44 @@ mod tests {
         assert_eq!(kind(d.take_due(t0 + Duration::from_secs(2))), Some("job_failed"));
         d.node_back();
         assert_eq!(d.next(), None, "nothing else pending");
+    }
+
+    fn message(v: Option<Verdict>) -> Option<String> {
+        match v {
+            Some(Verdict::Failed(FailureReason::ImagePull { message, .. })) => Some(message),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_failing_pull_keeps_its_first_time_and_its_last_message_until_it_recovers() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut d = Deadlines::default();
+        assert!(d.image_pull_failing(t0 + s(120), "kaniko-init", "ErrImagePull: x"));
+        assert!(!d.image_pull_failing(t0 + s(130), "kaniko-init", "ImagePullBackOff: y"));
+        assert_eq!(
+            d.next(),
+            Some(t0 + s(120)),
+            "the grace counts from the first failure"
+        );
+        assert!(
+            !d.image_pull_recovered("image-builder"),
+            "another container's recovery"
+        );
+        assert!(d.image_pull_recovered("kaniko-init"));
+        assert_eq!(d.next(), None);
+        assert!(!d.image_pull_recovered("kaniko-init"), "nothing left to stop");
+
+        assert!(d.image_pull_failing(t0 + s(200), "kaniko-init", "ErrImagePull: x"));
+        d.image_pull_failing(t0 + s(210), "kaniko-init", "ImagePullBackOff: z");
+        d.node_lost(t0 + s(260), Some("n"), "m".into());
+        assert_eq!(d.take_due(t0 + s(230)), None, "waits while the node is suspected");
+        d.node_back();
+        assert_eq!(
+            message(d.take_due(t0 + s(230))).as_deref(),
+            Some("ImagePullBackOff: z")
+        );
     }
 
     #[test]

@@ -1,26 +1,33 @@
 //! The Kubernetes executor: runs a [`BuildPlan`] as a Job and follows it to a verdict.
 //!
 //! [`KubeRunner`] implements the core flow's [`BuildExecutor`]. For one build it
-//! 1. renders the manifests ([`render`]); for a local directory, packs it ([`crate::context`]) and
-//!    either pushes it as a blob to the destination repository (the default, [`UploadMethod::Registry`])
-//!    or streams it into the init container later ([`UploadMethod::Exec`]);
-//! 2. applies the namespace's objects once per runner ([`Setup`]) and the build's ConfigMap (and
+//! 1. for a local directory, hashes its files first ([`crate::context::hash`]): their digest is
+//!    part of the build hash and so of the Job's name, so changed files are another build that
+//!    never attaches to a Job building the old ones
+//!    ([`BuildConfig::with_context_digest`](kaniko_builder_core::BuildConfig::with_context_digest));
+//! 2. renders the manifests ([`render`]); for a local directory, packs it as a stream, in
+//!    bounded memory whatever its size ([`crate::context::pack_stream`]), either straight into a
+//!    blob of the destination repository (the default, [`UploadMethod::Registry`]) or into the
+//!    init container once it waits ([`UploadMethod::Exec`]), checking that the files packed are
+//!    the files hashed; progress comes as [`BuildEvent::ContextProgress`], and a stall (no
+//!    progress for a while), not a long transfer, fails it;
+//! 3. applies the namespace's objects once per runner ([`Setup`]) and the build's ConfigMap (and
 //!    a Secret shared by name) with server-side apply ([`crate::apply`]);
-//! 3. creates the Job. When a Job of that name exists: the same build (same
+//! 4. creates the Job. When a Job of that name exists: the same build (same
 //!    `kaniko-builder.io/build-hash`) still running is **attached to** ([`BuildEvent::Attached`]),
 //!    never duplicated; the same build finished with success is reported again (unless forced);
 //!    a failed or (when forced) succeeded one is deleted and replaced; another build's Job of the
 //!    same name is a [`FailureReason::Conflict`]; then makes the per-credentials Secret exist,
 //!    owned by the Job ([`apply::own_secret`]);
-//! 4. watches the Job (by name) and its Pods (by `controller-uid`) with kube-runtime watchers,
+//! 5. watches the Job (by name) and its Pods (by `controller-uid`) with kube-runtime watchers,
 //!    which resume after a disconnect — no polling anywhere — and turns their states into
 //!    [`BuildEvent`]s and a verdict read from the containers' termination messages;
 //!    A node that stops reporting (the Node not `Ready`, when the client may watch Nodes; or
 //!    the Pod marked not ready by the node controller, which needs no permission) fails the build
 //!    with [`FailureReason::NodeLost`] after [`KubeRunnerBuilder::node_lost_timeout`];
-//! 5. follows the `kaniko-init` and `image-builder` logs as lines ([`BuildEvent::Log`]), keeping the
+//! 6. follows the `kaniko-init` and `image-builder` logs as lines ([`BuildEvent::Log`]), keeping the
 //!    last [`KubeRunnerBuilder::log_tail_lines`] of each for the failure report;
-//! 6. cleans up per [`CleanupPolicy`], and says what was kept.
+//! 7. cleans up per [`CleanupPolicy`], and says what was kept.
 //!
 //! # Concurrent callers
 //! Calls for the same build (the same [`BuildPlan::key`]: namespace, build hash, both forced or
@@ -52,9 +59,12 @@
 //!   that task is dropped too (the runtime shuts down), a guard spawns a Background delete,
 //!   which runs only if the runtime still polls it; otherwise the Job's deadline and
 //!   `ttlSecondsAfterFinished` are the backstop.
-//! - A lost node ([`FailureReason::NodeLost`], see [`KubeRunnerBuilder::node_lost_timeout`]) is
-//!   cleaned up like a cancellation, whatever the policy: the build was given up, and its
-//!   container could otherwise push when the node comes back. A Pod to be deleted while its node
+//! - A lost node ([`FailureReason::NodeLost`], see [`KubeRunnerBuilder::node_lost_timeout`]), an
+//!   image that could not be pulled within [`KubeRunnerBuilder::image_pull_grace`]
+//!   ([`FailureReason::ImagePull`]) and a Pod that could not be scheduled
+//!   ([`FailureReason::Unschedulable`]) are cleaned up like a cancellation, whatever the
+//!   policy: the build was given up, and its container could otherwise still run and push when
+//!   the node comes back, the registry recovers or a node frees up. A Pod to be deleted while its node
 //!   is not reporting is force-deleted: its kubelet cannot confirm the deletion.
 //! - Only the run that created a Job deletes it: a run attached to another run's Job leaves it.
 //! - The per-credentials Secret (`kb-docker-config-<hash>`, the default) is owned by every Job
@@ -71,6 +81,7 @@
 mod cleanup;
 mod deadlines;
 mod flight;
+mod handover;
 mod logs;
 mod options;
 mod state;
@@ -87,26 +98,26 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::flow::{
     BlobStore, BuildEvent, BuildExecutor, BuildPlan, BuildReason, CancellationToken, EventSink, ExecError,
-    Executed, FailureReason, ObjectRef, UploadVia,
+    Executed, FailureReason, ObjectRef,
 };
 use kube::api::{Api, DeleteParams, PostParams, Preconditions, PropagationPolicy};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Resource as _, ResourceExt as _};
 
 use crate::apply::{self, ApplyParams};
-use crate::context::{self, PackOptions};
+use crate::context::PackOptions;
+use handover::LocalContext;
 use crate::manifest::{
     ANNOTATION_BUILD_HASH, ANNOTATION_RUN, BuildManifests, JobOptions, LABEL_INSTANCE, render,
 };
 use cleanup::{DropGuard, Tracked, delete_created, force_delete_pods, lock, wait_job_and_pods_gone};
 use logs::Tails;
 pub use options::{
-    CleanupPolicy, DEFAULT_CLEANUP_TIMEOUT, DEFAULT_LOG_DRAIN_TIMEOUT, DEFAULT_LOG_TAIL_LINES,
-    DEFAULT_NODE_LOST_TIMEOUT, DEFAULT_UNSCHEDULABLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT, KubeRunnerBuilder,
-    Setup, UploadMethod,
+    CleanupPolicy, DEFAULT_CLEANUP_TIMEOUT, DEFAULT_IMAGE_PULL_GRACE, DEFAULT_LOG_DRAIN_TIMEOUT,
+    DEFAULT_LOG_TAIL_LINES, DEFAULT_NODE_LOST_TIMEOUT, DEFAULT_UNSCHEDULABLE_TIMEOUT, DEFAULT_UPLOAD_STALL_TIMEOUT,
+    KubeRunnerBuilder, Setup, UploadMethod,
 };
 use state::Verdict;
 use watch::Stop;
@@ -132,9 +143,10 @@ struct Inner {
     upload: UploadMethod,
     cleanup: CleanupPolicy,
     timeout: Option<Duration>,
-    upload_timeout: Duration,
+    upload_stall_timeout: Duration,
     unschedulable_timeout: Option<Duration>,
     node_lost_timeout: Option<Duration>,
+    image_pull_grace: Duration,
     cleanup_timeout: Duration,
     log_drain_timeout: Duration,
     log_tail_lines: usize,
@@ -176,9 +188,10 @@ impl KubeRunner {
             upload: UploadMethod::default(),
             cleanup: CleanupPolicy::default(),
             timeout: None,
-            upload_timeout: DEFAULT_UPLOAD_TIMEOUT,
+            upload_stall_timeout: DEFAULT_UPLOAD_STALL_TIMEOUT,
             unschedulable_timeout: Some(DEFAULT_UNSCHEDULABLE_TIMEOUT),
             node_lost_timeout: Some(DEFAULT_NODE_LOST_TIMEOUT),
+            image_pull_grace: DEFAULT_IMAGE_PULL_GRACE,
             cleanup_timeout: DEFAULT_CLEANUP_TIMEOUT,
             log_drain_timeout: DEFAULT_LOG_DRAIN_TIMEOUT,
             log_tail_lines: DEFAULT_LOG_TAIL_LINES,
@@ -332,7 +345,12 @@ impl BuildExecutor for KubeRunner {
         events: &EventSink,
         cancel: CancellationToken,
     ) -> Result<Executed, ExecError> {
-        self.execute_shared(plan, events, cancel).await
+        // A local directory's content is part of the build's identity: hashed before the
+        // build is shared or its Job named.
+        match handover::pin_content(plan, &self.inner.pack, &cancel).await? {
+            Some(pinned) => self.execute_shared(&pinned, events, cancel).await,
+            None => self.execute_shared(plan, events, cancel).await,
+        }
     }
 }
 
@@ -399,7 +417,11 @@ impl KubeRunner {
             Err(e)
                 if matches!(
                     e.reason(),
-                    FailureReason::Cancelled | FailureReason::Timeout { .. } | FailureReason::NodeLost { .. }
+                    FailureReason::Cancelled
+                        | FailureReason::Timeout { .. }
+                        | FailureReason::NodeLost { .. }
+                        | FailureReason::ImagePull { .. }
+                        | FailureReason::Unschedulable { .. }
                 ) =>
             {
                 (true, true)
@@ -555,22 +577,21 @@ impl KubeRunner {
         }))
     }
 
-    /// A local directory context, packed: pushed as a blob (its digest set on the init
-    /// container) or kept for the exec upload. Other contexts need nothing.
+    /// A local directory context: packed straight into the registry as a blob (its digest set
+    /// on the init container), or kept to be packed into the Pod over exec. Other contexts
+    /// need nothing.
     async fn hand_over_context(
         &self,
         config: &kaniko_builder_core::BuildConfig,
         manifests: BuildManifests,
         events: &EventSink,
-    ) -> Result<(BuildManifests, Option<bytes::Bytes>), ExecError> {
+    ) -> Result<(BuildManifests, Option<LocalContext>), ExecError> {
         let inner = &*self.inner;
-        let ContextSource::LocalDir(dir) = config.context() else {
+        let Some(local) = LocalContext::of(config, &inner.pack) else {
             return Ok((manifests, None));
         };
-        let dir = dir.as_path();
-        let packed = self.pack(dir, config.dockerfile(), events).await?;
         if inner.upload == UploadMethod::Exec {
-            return Ok((manifests, Some(packed.data)));
+            return Ok((manifests, Some(local)));
         }
         let store = inner.blob_store.as_ref().ok_or_else(|| {
             exec_error(FailureReason::Invalid {
@@ -580,31 +601,7 @@ impl KubeRunner {
                         .to_owned(),
             })
         })?;
-        let pushed = tokio::time::timeout(
-            inner.upload_timeout,
-            store.push_blob(config.image(), packed.data.clone()),
-        )
-        .await
-        .map_err(|_| {
-            exec_error(FailureReason::Context {
-                message: format!(
-                    "uploading the context took longer than {:?}",
-                    inner.upload_timeout
-                ),
-            })
-        })?
-        .map_err(|e| {
-            exec_error(FailureReason::Context {
-                message: format!("cannot push the context blob to {}: {e}", config.image().name()),
-            })
-            .with_source(e)
-        })?;
-        events.send(BuildEvent::ContextUploaded {
-            bytes: packed.data.len() as u64,
-            via: UploadVia::Registry {
-                digest: pushed.clone(),
-            },
-        });
+        let pushed = handover::push(store.as_ref(), config.image(), &local, events).await?;
         let manifests = manifests.with_context_blob(&pushed).map_err(invalid)?;
         Ok((manifests, None))
     }
@@ -687,43 +684,6 @@ impl KubeRunner {
                 Ok(())
             }
         }
-    }
-
-    async fn pack(
-        &self,
-        dir: &std::path::Path,
-        dockerfile: &str,
-        events: &EventSink,
-    ) -> Result<context::PackedContext, ExecError> {
-        let (dir, dockerfile, options) = (dir.to_owned(), dockerfile.to_owned(), self.inner.pack.clone());
-        let packing = tokio::task::spawn_blocking(move || context::pack(&dir, &dockerfile, &options));
-        let packed = tokio::time::timeout(self.inner.upload_timeout, packing)
-            .await
-            .map_err(|_| {
-                exec_error(FailureReason::Context {
-                    message: format!(
-                        "packing the context took longer than {:?}",
-                        self.inner.upload_timeout
-                    ),
-                })
-            })?
-            .map_err(|e| {
-                exec_error(FailureReason::Context {
-                    message: format!("packing task failed: {e}"),
-                })
-            })?
-            .map_err(|e| {
-                exec_error(FailureReason::Context {
-                    message: e.to_string(),
-                })
-                .with_source(e)
-            })?;
-        events.send(BuildEvent::ContextPacked {
-            entries: packed.entries,
-            bytes: packed.data.len() as u64,
-            digest: packed.digest.clone(),
-        });
-        Ok(packed)
     }
 
     /// Applies the namespace's shared objects (once per runner) and the build's own.

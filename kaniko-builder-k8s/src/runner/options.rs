@@ -16,8 +16,10 @@ use crate::manifest::JobOptions;
 pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default [`KubeRunnerBuilder::node_lost_timeout`].
 pub const DEFAULT_NODE_LOST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default [`KubeRunnerBuilder::upload_timeout`].
-pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default [`KubeRunnerBuilder::image_pull_grace`].
+pub const DEFAULT_IMAGE_PULL_GRACE: Duration = Duration::from_secs(120);
+/// Default [`KubeRunnerBuilder::upload_stall_timeout`].
+pub const DEFAULT_UPLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`KubeRunnerBuilder::cleanup_timeout`].
 pub const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default [`KubeRunnerBuilder::log_drain_timeout`].
@@ -98,9 +100,10 @@ pub struct KubeRunnerBuilder {
     pub(super) upload: UploadMethod,
     pub(super) cleanup: CleanupPolicy,
     pub(super) timeout: Option<Duration>,
-    pub(super) upload_timeout: Duration,
+    pub(super) upload_stall_timeout: Duration,
     pub(super) unschedulable_timeout: Option<Duration>,
     pub(super) node_lost_timeout: Option<Duration>,
+    pub(super) image_pull_grace: Duration,
     pub(super) cleanup_timeout: Duration,
     pub(super) log_drain_timeout: Duration,
     pub(super) log_tail_lines: usize,
@@ -159,9 +162,13 @@ impl KubeRunnerBuilder {
         self
     }
 
-    /// How long packing and uploading a local context may take. Default: 5 minutes.
-    pub fn upload_timeout(mut self, timeout: Duration) -> Self {
-        self.upload_timeout = timeout;
+    /// How long an exec upload ([`UploadMethod::Exec`]) of a local context may make no progress
+    /// (no chunk packed, or none accepted by the connection) before it fails. A long upload
+    /// that moves never times out; the Job's deadline still bounds the build. The registry
+    /// upload's stall timeout is the registry client's (`upload_stall_timeout` there). Default:
+    /// 1 minute.
+    pub fn upload_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.upload_stall_timeout = timeout;
         self
     }
 
@@ -186,6 +193,25 @@ impl KubeRunnerBuilder {
     /// deletion, and the Job would wait for it forever.
     pub fn node_lost_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.node_lost_timeout = timeout;
+        self
+    }
+
+    /// How long a container's image pull may keep failing before the build fails with
+    /// [`FailureReason::ImagePull`](kaniko_builder_core::flow::FailureReason::ImagePull), which
+    /// then carries the kubelet's last reason and message (they name the image). Counted from
+    /// the first failure: while the container waits in `ErrImagePull` or `ImagePullBackOff`
+    /// (also `RegistryUnavailable`, `ImageInspectError`) the kubelet tries again, and a pull
+    /// that succeeds stops the count; a later failure starts a new one. Failures no retry
+    /// fixes (`InvalidImageName`, `ErrImageNeverPull`, `SignatureValidationFailed`) fail the
+    /// build at once. [`Duration::ZERO`] fails at the first error.
+    ///
+    /// Default: 2 minutes. The kubelet waits 10 s after the first failed attempt and doubles
+    /// the wait after each one, so 2 minutes cover four attempts (at about 0, 10, 30 and 70 s,
+    /// the fifth at 150 s): enough for a registry restart or a short outage, short enough that
+    /// a typo in an image name (which looks the same: `ErrImagePull` with "not found") is
+    /// reported in minutes rather than at the Job's deadline.
+    pub fn image_pull_grace(mut self, grace: Duration) -> Self {
+        self.image_pull_grace = grace;
         self
     }
 
@@ -238,9 +264,10 @@ impl KubeRunnerBuilder {
                 upload: self.upload,
                 cleanup: self.cleanup,
                 timeout: self.timeout,
-                upload_timeout: self.upload_timeout,
+                upload_stall_timeout: self.upload_stall_timeout,
                 unschedulable_timeout: self.unschedulable_timeout,
                 node_lost_timeout: self.node_lost_timeout,
+                image_pull_grace: self.image_pull_grace,
                 cleanup_timeout: self.cleanup_timeout,
                 log_drain_timeout: self.log_drain_timeout,
                 log_tail_lines: self.log_tail_lines,

@@ -1,7 +1,14 @@
 //! From Pod and Job states to events and a verdict. Pure: the runner feeds it what its watches
 //! see and acts on what it returns.
+//!
+//! Image pulls: a failure no retry fixes (`InvalidImageName`, `ErrImageNeverPull`,
+//! `SignatureValidationFailed`) is a verdict at once. A failure the kubelet retries
+//! (`ErrImagePull`, `ImagePullBackOff`, …) is not: it asks the runner for its image pull grace
+//! ([`Action::PullFailing`], with the kubelet's newest message), and any other state of that
+//! container ends it ([`Action::PullRecovered`]). Each failed attempt sends
+//! [`BuildEvent::PullingImage`] again: the container still waits for its image.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod, PodCondition};
@@ -10,13 +17,29 @@ use kaniko_builder_core::flow::{BuildEvent, FailureReason};
 
 use crate::manifest::{BUILDER_CONTAINER, Decision, INIT_CONTAINER, parse_init_message};
 
-/// Waiting reasons that mean the image will not come.
-const PULL_FAILURES: [&str; 4] = [
-    "ErrImagePull",
-    "ImagePullBackOff",
+/// Waiting reasons of the kubelet's image manager (`pkg/kubelet/images`) that mean the image will
+/// not come: the name does not parse, the pull policy is `Never` and the image is absent, or the
+/// runtime refused the image's signature (CRI `SignatureValidationFailed`, which no retry fixes).
+const PERMANENT_PULL_FAILURES: [&str; 3] = [
     "InvalidImageName",
     "ErrImageNeverPull",
+    "SignatureValidationFailed",
 ];
+
+/// Waiting reasons of a pull the kubelet tries again (with a back-off of 10 s, doubling up to
+/// 5 minutes): a failed attempt (`ErrImagePull`; CRI `RegistryUnavailable`; the runtime failing
+/// to inspect the image, `ImageInspectError`) and the wait before the next one
+/// (`ImagePullBackOff`). A registry hiccup looks like this too: these fail the build only after
+/// the runner's grace.
+const RETRIED_PULL_FAILURES: [&str; 4] = [
+    "ErrImagePull",
+    "RegistryUnavailable",
+    "ImageInspectError",
+    BACK_OFF,
+];
+
+/// The wait between two failed pulls.
+const BACK_OFF: &str = "ImagePullBackOff";
 
 /// How the build ended, as far as the cluster says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +71,25 @@ pub(crate) enum Action {
     NodeNotReady(String),
     /// The node reports again: stop that timer.
     NodeReady,
+    /// This container's image pull fails and the kubelet retries: start the image pull grace
+    /// timer, or keep it running with this newer message.
+    PullFailing {
+        /// The container.
+        container: &'static str,
+        /// What to fail with when the grace ends: the kubelet's reason and last message.
+        message: String,
+    },
+    /// This container's image pull no longer fails: stop that timer.
+    PullRecovered(&'static str),
+}
+
+/// A container whose image pull fails while the kubelet retries.
+#[derive(Debug, Default)]
+struct FailingPull {
+    /// The last waiting reason.
+    reason: String,
+    /// The last failed attempt (not a back-off), as reason and message.
+    last_error: Option<String>,
 }
 
 /// Tracks one build's Pod and Job.
@@ -56,6 +98,7 @@ pub(crate) struct Tracker {
     scheduled: bool,
     unschedulable: bool,
     pulling: HashSet<&'static str>,
+    failing_pulls: HashMap<&'static str, FailingPull>,
     following: HashSet<&'static str>,
     upload_requested: bool,
     decision: Option<Decision>,
@@ -89,6 +132,15 @@ fn marked_not_ready_by_node_controller(pod: &Pod) -> bool {
         .is_some_and(|g| !g.is_empty());
     let status = |t| condition(pod, t).map(|c| c.status.as_str());
     !gated && status("Ready") == Some("False") && status("ContainersReady") == Some("True")
+}
+
+/// The kubelet's reason and message, as a failure reports them.
+fn describe(reason: &str, message: &str) -> String {
+    if message.is_empty() {
+        reason.to_owned()
+    } else {
+        format!("{reason}: {message}")
+    }
 }
 
 fn status<'a>(statuses: Option<&'a Vec<ContainerStatus>>, name: &str) -> Option<&'a ContainerStatus> {
@@ -180,23 +232,29 @@ impl Tracker {
         (actions, None)
     }
 
+    /// A container's state before it runs: the image pull's failures, `PullingImage`.
     fn waiting(
         &mut self,
         c: &ContainerStatus,
         name: &'static str,
         actions: &mut Vec<Action>,
     ) -> Option<Verdict> {
-        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref())?;
-        let reason = waiting.reason.as_deref().unwrap_or_default();
-        if PULL_FAILURES.contains(&reason) {
-            let message = match &waiting.message {
-                Some(m) if !m.is_empty() => format!("{reason}: {m}"),
-                _ => reason.to_owned(),
-            };
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let reason = waiting.and_then(|w| w.reason.as_deref()).unwrap_or_default();
+        let message = waiting.and_then(|w| w.message.as_deref()).unwrap_or_default();
+        if PERMANENT_PULL_FAILURES.contains(&reason) {
             return Some(Verdict::Failed(FailureReason::ImagePull {
                 container: name.to_owned(),
-                message,
+                message: describe(reason, message),
             }));
+        }
+        if RETRIED_PULL_FAILURES.contains(&reason) {
+            self.pull_failing(name, reason, message, actions);
+            return None;
+        }
+        // Any other state (running, terminated, waiting for something else) ends the failures.
+        if self.failing_pulls.remove(name).is_some() {
+            actions.push(Action::PullRecovered(name));
         }
         if reason == "ContainerCreating" && self.pulling.insert(name) {
             actions.push(Action::Emit(BuildEvent::PullingImage {
@@ -204,6 +262,34 @@ impl Tracker {
             }));
         }
         None
+    }
+
+    /// The kubelet reports a failed pull it will retry. Each failed attempt (not the back-off
+    /// between two) says again that the container waits for its image.
+    fn pull_failing(&mut self, name: &'static str, reason: &str, message: &str, actions: &mut Vec<Action>) {
+        let pull = self.failing_pulls.entry(name).or_default();
+        let new_attempt = pull.reason.is_empty() || (reason != BACK_OFF && pull.reason != reason);
+        reason.clone_into(&mut pull.reason);
+        if reason != BACK_OFF {
+            pull.last_error = Some(describe(reason, message));
+        }
+        let message = match &pull.last_error {
+            // A back-off message names the image only; older kubelets leave out why.
+            Some(error) if reason == BACK_OFF && !message.contains(error.as_str()) => {
+                format!("{}; the last attempt failed: {error}", describe(reason, message))
+            }
+            _ => describe(reason, message),
+        };
+        if new_attempt {
+            self.pulling.insert(name);
+            actions.push(Action::Emit(BuildEvent::PullingImage {
+                container: name.to_owned(),
+            }));
+        }
+        actions.push(Action::PullFailing {
+            container: name,
+            message,
+        });
     }
 
     fn follow(&mut self, name: &'static str, actions: &mut Vec<Action>) {

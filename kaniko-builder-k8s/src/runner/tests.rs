@@ -135,7 +135,7 @@ fn failures_map_to_their_reasons() {
     );
     let cases: Vec<(Value, &str)> = vec![
         (
-            json!({ "phase": "Pending", "initContainerStatuses": [waiting("kaniko-init", "ImagePullBackOff", "Back-off pulling image")] }),
+            json!({ "phase": "Pending", "initContainerStatuses": [waiting("kaniko-init", "InvalidImageName", "couldn't parse image reference")] }),
             "image_pull",
         ),
         (
@@ -357,4 +357,62 @@ fn a_node_reporting_again_outranks_the_pods_stale_mark() {
     assert_eq!(node_lost_actions(&t.node(&node("True"))), [&Action::NodeReady]);
     let (a, _) = t.pod(&pod(&marked, Some("node-1")), false);
     assert!(node_lost_actions(&a).is_empty(), "{a:?}");
+}
+
+fn pull_actions(a: &[Action]) -> Vec<&Action> {
+    a.iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::PullFailing { .. }
+                    | Action::PullRecovered(_)
+                    | Action::Emit(BuildEvent::PullingImage { .. })
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_retried_pull_asks_for_the_grace_and_its_recovery_stops_it() {
+    let mut t = Tracker::default();
+    let mut init = |state: Value| {
+        let status = json!({ "phase": "Pending", "initContainerStatuses": [state] });
+        let (a, v) = t.pod(&pod(&status, Some("n")), false);
+        assert_eq!(v, None, "a retried pull is no verdict: {status}");
+        a
+    };
+    let pulling = Action::Emit(BuildEvent::PullingImage {
+        container: "kaniko-init".into(),
+    });
+    let failing = |message: &str| Action::PullFailing {
+        container: "kaniko-init",
+        message: message.into(),
+    };
+    let error = r#"ErrImagePull: rpc error: failed to pull "img:1""#;
+    init(waiting("kaniko-init", "ContainerCreating", ""));
+    let a = init(waiting(
+        "kaniko-init",
+        "ErrImagePull",
+        r#"rpc error: failed to pull "img:1""#,
+    ));
+    assert_eq!(pull_actions(&a), [&pulling, &failing(error)]);
+    // The back-off names the image only: the last attempt's error goes with it.
+    let a = init(waiting(
+        "kaniko-init",
+        "ImagePullBackOff",
+        r#"Back-off pulling image "img:1""#,
+    ));
+    let backoff =
+        format!(r#"ImagePullBackOff: Back-off pulling image "img:1"; the last attempt failed: {error}"#);
+    assert_eq!(pull_actions(&a), [&failing(&backoff)]);
+    // The next attempt fails too: the container still waits for its image.
+    let a = init(waiting(
+        "kaniko-init",
+        "ErrImagePull",
+        r#"rpc error: failed to pull "img:1""#,
+    ));
+    assert_eq!(pull_actions(&a), [&pulling, &failing(error)]);
+    let a = init(running("kaniko-init"));
+    assert_eq!(pull_actions(&a), [&Action::PullRecovered("kaniko-init")]);
+    assert!(pull_actions(&init(running("kaniko-init"))).is_empty(), "once");
 }

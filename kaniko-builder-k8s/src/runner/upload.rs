@@ -1,25 +1,34 @@
-//! Streaming a packed context into the waiting `kaniko-init` container over `pods/exec`:
-//! `tar -xzf - -C /workspace`, then `touch /workspace/.kb-upload-complete`.
+//! Streaming a local context into the waiting `kaniko-init` container over `pods/exec`, packed
+//! as it is sent (never held whole): `tar -xzf - -C /workspace`, then
+//! `touch /workspace/.kb-upload-complete`. A stall (no chunk packed, or none accepted by the
+//! connection, for the stall timeout) fails the upload; a long upload that moves does not.
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kaniko_builder_core::flow::{BuildEvent, EventSink, UploadVia};
 use kube::api::{Api, AttachParams};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use super::handover::{Counted, LocalContext, packed};
+use crate::context::PackStream;
 use crate::manifest::{CONTEXT_DIR, INIT_CONTAINER, UPLOAD_MARKER};
 
-/// Chunk written at a time; progress is reported every [`PROGRESS_EVERY`] bytes.
-const CHUNK: usize = 64 * 1024;
-const PROGRESS_EVERY: u64 = 1024 * 1024;
+/// What a command's stdin gets: the context's packed stream (reporting progress) and the stall
+/// timeout.
+struct Feed {
+    body: Counted,
+    stall: Duration,
+}
 
 /// Runs one command in `kaniko-init`, feeding it `stdin`; `Err` carries what went wrong.
 async fn run(
     pods: &Api<Pod>,
     pod: &str,
     command: &[&str],
-    stdin: Option<(&Bytes, &EventSink)>,
-) -> Result<(), String> {
+    stdin: Option<Feed>,
+) -> Result<u64, String> {
     let params = AttachParams::default()
         .container(INIT_CONTAINER)
         .stdin(stdin.is_some())
@@ -42,29 +51,10 @@ async fn run(
             s
         })
     });
-    if let Some((data, events)) = stdin {
-        let mut writer = process.stdin().ok_or("exec gave no stdin")?;
-        let mut sent = 0u64;
-        let mut reported = 0u64;
-        for chunk in data.chunks(CHUNK) {
-            writer
-                .write_all(chunk)
-                .await
-                .map_err(|e| format!("writing the context after {sent} bytes: {e}"))?;
-            sent += chunk.len() as u64;
-            if sent - reported >= PROGRESS_EVERY && sent < data.len() as u64 {
-                reported = sent;
-                events.send(BuildEvent::ContextUploaded {
-                    bytes: sent,
-                    via: UploadVia::Exec,
-                });
-            }
-        }
-        writer
-            .shutdown()
-            .await
-            .map_err(|e| format!("closing stdin: {e}"))?;
-        drop(writer);
+    let mut sent = 0;
+    if let Some(feed) = stdin {
+        let writer = process.stdin().ok_or("exec gave no stdin")?;
+        sent = feed_stdin(writer, feed).await?;
     }
     let status = match status {
         Some(s) => s.await,
@@ -77,7 +67,7 @@ async fn run(
     // The streams are drained; the join only reaps the connection task.
     let _ = process.join().await;
     match status {
-        Some(s) if s.status.as_deref() == Some("Success") => Ok(()),
+        Some(s) if s.status.as_deref() == Some("Success") => Ok(sent),
         Some(s) => Err(format!(
             "{command:?} failed: {} {}",
             s.message.unwrap_or_default(),
@@ -91,24 +81,57 @@ async fn run(
     }
 }
 
-/// Unpacks `data` (a `tar.gz`) into `/workspace` of `pod`'s init container and marks the upload
-/// complete. Sends progress to `events`.
+/// Writes the body into the command's stdin, then closes it; returns the bytes written.
+async fn feed_stdin(mut writer: impl tokio::io::AsyncWrite + Unpin, feed: Feed) -> Result<u64, String> {
+    let Feed { mut body, stall } = feed;
+    let mut sent = 0u64;
+    loop {
+        let chunk = match tokio::time::timeout(stall, body.next()).await {
+            Err(_) => return Err(format!("packing the context stalled for {stall:?} after {sent} bytes")),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(format!("packing the context failed after {sent} bytes: {e}")),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        match tokio::time::timeout(stall, writer.write_all(&chunk)).await {
+            Err(_) => {
+                return Err(format!(
+                    "the connection accepted nothing for {stall:?} after {sent} bytes of the context"
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("writing the context after {sent} bytes: {e}")),
+            Ok(Ok(())) => sent += chunk.len() as u64,
+        }
+    }
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| format!("closing stdin: {e}"))?;
+    Ok(sent)
+}
+
+/// Packs `local` into `/workspace` of `pod`'s init container, checks that the files are the
+/// ones the build was named after, and marks the upload complete. Sends progress to `events`.
 pub(crate) async fn exec_upload(
     pods: Api<Pod>,
     pod: String,
-    data: Bytes,
+    local: LocalContext,
+    stall: Duration,
     events: EventSink,
 ) -> Result<(), String> {
-    run(
-        &pods,
-        &pod,
-        &["tar", "-xzf", "-", "-C", CONTEXT_DIR],
-        Some((&data, &events)),
-    )
-    .await?;
+    let PackStream { body, summary, .. } = local.stream();
+    let feed = Feed {
+        body: Counted::new(body, events.clone()),
+        stall,
+    };
+    let unpacked = run(&pods, &pod, &["tar", "-xzf", "-", "-C", CONTEXT_DIR], Some(feed)).await;
+    // The packing error, if any, explains a failed unpack best.
+    let summary = summary.await.map_err(|e| e.to_string())?;
+    let sent = unpacked?;
+    local.check(&summary).map_err(|r| r.to_string())?;
     run(&pods, &pod, &["touch", UPLOAD_MARKER], None).await?;
+    packed(&events, &summary);
     events.send(BuildEvent::ContextUploaded {
-        bytes: data.len() as u64,
+        bytes: sent,
         via: UploadVia::Exec,
     });
     Ok(())

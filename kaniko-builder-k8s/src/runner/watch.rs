@@ -20,6 +20,7 @@ use super::cleanup::{Tracked, lock};
 use super::deadlines::Deadlines;
 use super::logs::{self, Tails};
 use super::state::{Action, Tracker, Verdict};
+use super::handover::LocalContext;
 use super::{KubeRunner, POD_GRACE, UPLOAD_GRACE, exec_error, upload};
 
 /// Why the drive loop stopped without a cluster verdict.
@@ -48,7 +49,7 @@ struct Follow<'a> {
     pods: &'a Api<Pod>,
     name: &'a str,
     uid: &'a str,
-    exec_context: Option<bytes::Bytes>,
+    exec_context: Option<LocalContext>,
     events: &'a EventSink,
     tracked: &'a Mutex<Tracked>,
     tails: &'a Tails,
@@ -72,7 +73,7 @@ impl KubeRunner {
         pods: &Api<Pod>,
         name: &str,
         uid: &str,
-        exec_context: Option<bytes::Bytes>,
+        exec_context: Option<LocalContext>,
         events: &EventSink,
         tracked: &Mutex<Tracked>,
         tails: &Tails,
@@ -199,6 +200,8 @@ impl Follow<'_> {
         for action in actions {
             self.act(action, &pod_name).await;
         }
+        // A grace of zero is due at once, before another event could stop it.
+        let verdict = verdict.or_else(|| self.deadlines.take_due(Instant::now()));
         verdict.map_or(Next::Continue, Next::Verdict)
     }
 
@@ -218,14 +221,16 @@ impl Follow<'_> {
                 ));
             }
             Action::Upload => {
-                if let Some(data) = self.exec_context.clone() {
+                if let Some(local) = self.exec_context.clone() {
+                    // No deadline on the whole transfer: the upload fails on a stall.
                     let upload = upload::exec_upload(
                         self.pods.clone(),
                         pod_name.to_owned(),
-                        data,
+                        local,
+                        inner.upload_stall_timeout,
                         self.events.clone(),
                     );
-                    let task = tokio::spawn(tokio::time::timeout(inner.upload_timeout, upload).map_timeout());
+                    let task = tokio::spawn(upload);
                     self.upload = Some(AbortOnDrop(task));
                 }
             }
@@ -244,7 +249,29 @@ impl Follow<'_> {
             }
             Action::NodeNotReady(message) => self.node_lost(&message),
             Action::NodeReady => self.node_back(),
+            Action::PullFailing { container, message } => self.pull_failing(container, &message),
+            Action::PullRecovered(container) => {
+                if self.deadlines.image_pull_recovered(container) {
+                    tracing::info!(container, "the image pull recovered; the build goes on");
+                }
+            }
             Action::AwaitPod(_) => {}
+        }
+    }
+
+    /// A container's image pull fails and the kubelet retries: the build fails if it still
+    /// fails after the runner's grace.
+    fn pull_failing(&mut self, container: &'static str, message: &str) {
+        let grace = self.runner.inner.image_pull_grace;
+        // A grace beyond any clock (`Duration::MAX`) leaves it to the deadlines.
+        let Some(at) = Instant::now().checked_add(grace) else {
+            tracing::debug!(container, %message, "the image pull fails; waiting for the kubelet's retries");
+            return;
+        };
+        if self.deadlines.image_pull_failing(at, container, message) {
+            tracing::warn!(container, %message, ?grace, "the image pull failed; waiting for the kubelet's retries");
+        } else {
+            tracing::debug!(container, %message, "the image pull still fails");
         }
     }
 
@@ -395,22 +422,5 @@ struct AbortOnDrop(tokio::task::JoinHandle<Result<(), String>>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Maps a timed-out upload to its message.
-trait MapTimeout {
-    fn map_timeout(self) -> impl std::future::Future<Output = Result<(), String>> + Send;
-}
-
-impl<F> MapTimeout for tokio::time::Timeout<F>
-where
-    F: std::future::Future<Output = Result<(), String>> + Send,
-{
-    async fn map_timeout(self) -> Result<(), String> {
-        match self.await {
-            Ok(r) => r,
-            Err(_) => Err("the context upload timed out".to_owned()),
-        }
     }
 }

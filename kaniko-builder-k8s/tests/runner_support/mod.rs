@@ -267,3 +267,15 @@ pub fn anonymous_client(
         .registry(registry.host(), RegistrySettings::default().plain_http(true))
         .build()?)
 }
+
+/// `cfg` as the runner names its Job: a local directory's files hashed into it.
+pub fn pinned(cfg: &BuildConfig) -> BuildConfig {
+    match cfg.context() {
+        kaniko_builder_core::config::ContextSource::LocalDir(dir) => {
+            let options = kaniko_builder_k8s::context::PackOptions::default();
+            let hashed = kaniko_builder_k8s::context::hash(dir, cfg.dockerfile(), &options).expect("hash the context");
+            cfg.clone().with_context_digest(hashed.diff_id)
+        }
+        _ => cfg.clone(),
+    }
+}

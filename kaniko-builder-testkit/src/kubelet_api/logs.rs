@@ -1,20 +1,30 @@
 //! `GET /containerLogs/{namespace}/{pod}/{container}`: a container's log file, followed until
 //! the container terminated.
+//!
+//! As the kubelet's `ReadLogs` (`pkg/kubelet/kuberuntime/logs`): the last `tailLines` lines
+//! are found first; then a line whose time is before `since` (the later of `sinceTime` and now
+//! minus `sinceSeconds`) is skipped; with `timestamps` each line is prefixed with its time
+//! (RFC 3339, nine fractional digits, UTC) and a space; `limitBytes` counts those prefixes.
+//! A line's time is the one the node recorded when it wrote the line (`<container>.timestamps`);
+//! a line written without one (a test appending to the file itself) gets the time it is read.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use http::{StatusCode, header};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use tokio::io::AsyncReadExt as _;
 
 use super::Shared;
 use super::pods::{PodFiles, valid_name};
+use crate::node::layout;
 
 /// How often a followed log file is read for new lines.
 const TAIL_INTERVAL: Duration = Duration::from_millis(20);
@@ -27,11 +37,13 @@ pub(super) struct LogQuery {
     timestamps: bool,
     limit_bytes: Option<u64>,
     previous: bool,
+    since_seconds: Option<i64>,
+    since_time: Option<Timestamp>,
 }
 
 impl LogQuery {
-    /// Parses `follow`, `tailLines`, `timestamps`, `limitBytes` and `previous`; other
-    /// parameters (`sinceSeconds`, `sinceTime`, `pretty`) are ignored.
+    /// Parses `follow`, `tailLines`, `timestamps`, `limitBytes`, `previous`, `sinceSeconds`
+    /// and `sinceTime` (RFC 3339, as the API server forwards it); others (`pretty`) are ignored.
     pub(super) fn parse(query: Option<&str>) -> Result<LogQuery, String> {
         let mut q = LogQuery::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -44,10 +56,29 @@ impl LogQuery {
                 "limitBytes" => {
                     q.limit_bytes = u64::try_from(parse_int(&key, &value)?).ok().filter(|n| *n > 0);
                 }
+                "sinceSeconds" => q.since_seconds = Some(parse_int(&key, &value)?),
+                "sinceTime" => {
+                    q.since_time =
+                        Some(value.parse().map_err(|_| {
+                            format!("invalid value {value:?} for {key}: not an RFC 3339 time")
+                        })?);
+                }
                 _ => {}
             }
         }
         Ok(q)
+    }
+
+    /// The time before which lines are skipped, as the kubelet's `NewLogOptions` sets it: now
+    /// minus `sinceSeconds`, replaced by `sinceTime` when that is later.
+    fn since(&self, now: Timestamp) -> Option<Timestamp> {
+        let by_seconds = self
+            .since_seconds
+            .and_then(|s| now.checked_sub(SignedDuration::from_secs(s)).ok());
+        match (by_seconds, self.since_time) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -127,13 +158,24 @@ pub(super) async fn container_logs(
             );
         }
     };
+    let stamps = match Stamps::open(&layout::timestamps_of(&log_path)).await {
+        Ok(stamps) => stamps,
+        Err(e) => {
+            return plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("open the times of {}: {e}", log_path.display()),
+            );
+        }
+    };
     let mut tail = Tail {
         file,
+        stamps,
         done: files.done(&container),
         pod_dir: files.dir(),
         pending: Vec::new(),
         format: Format {
             timestamps: query.timestamps,
+            since: query.since(Timestamp::now()),
             remaining: query.limit_bytes,
         },
         follow: query.follow,
@@ -165,6 +207,8 @@ pub(super) async fn container_logs(
 /// Reads a log file from where it stands, optionally until the container terminated.
 struct Tail {
     file: tokio::fs::File,
+    /// The times of the lines of `file`.
+    stamps: Stamps,
     /// `<container>.done`.
     done: PathBuf,
     /// Following ends when the pod's directory disappears.
@@ -185,8 +229,11 @@ impl Tail {
         let done = !self.follow || self.done.exists();
         let mut content = Vec::new();
         self.file.read_to_end(&mut content).await?;
+        // After the log: every line read has its time written by now.
+        self.stamps.refill().await?;
         let start = tail_lines.map_or(0, |n| tail_start(&content, n));
         self.pending = content.split_off(start);
+        self.stamps.skip(content.iter().filter(|b| **b == b'\n').count());
         Ok(self.take_lines(done))
     }
 
@@ -199,7 +246,11 @@ impl Tail {
             }
             let done = self.done.exists();
             let mut more = Vec::new();
-            if let Err(e) = self.file.read_to_end(&mut more).await {
+            let read = async {
+                self.file.read_to_end(&mut more).await?;
+                self.stamps.refill().await
+            };
+            if let Err(e) = read.await {
                 tracing::warn!(error = %e, "kubelet endpoint: reading a followed log failed");
                 return None;
             }
@@ -230,7 +281,7 @@ impl Tail {
         if done {
             self.finished = true;
         }
-        let (chunk, exhausted) = self.format.apply(&lines);
+        let (chunk, exhausted) = self.format.apply(&lines, &mut self.stamps);
         if exhausted {
             self.finished = true;
         }
@@ -238,28 +289,96 @@ impl Tail {
     }
 }
 
-/// Per-line formatting and the byte limit.
+/// The times of a log's lines, read from `<container>.timestamps` as the log is read.
+struct Stamps {
+    /// `None` when the log has no times file.
+    file: Option<tokio::fs::File>,
+    /// The start of a time whose end was not written yet.
+    pending: Vec<u8>,
+    /// Times read but not yet matched with their lines, oldest first.
+    ready: VecDeque<Timestamp>,
+}
+
+impl Stamps {
+    async fn open(path: &FsPath) -> std::io::Result<Stamps> {
+        let file = match tokio::fs::File::open(path).await {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        Ok(Stamps {
+            file,
+            pending: Vec::new(),
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// Reads the times written since the last call.
+    async fn refill(&mut self) -> std::io::Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.read_to_end(&mut self.pending).await?;
+        let end = self
+            .pending
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let rest = self.pending.split_off(end);
+        let complete = std::mem::replace(&mut self.pending, rest);
+        self.ready.extend(
+            complete
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(parse_stamp),
+        );
+        Ok(())
+    }
+
+    /// Drops the times of `n` lines that are not sent.
+    fn skip(&mut self, n: usize) {
+        self.ready.drain(..n.min(self.ready.len()));
+    }
+
+    /// The time of the next line: the recorded one, else now.
+    fn next(&mut self) -> Timestamp {
+        self.ready.pop_front().unwrap_or_else(Timestamp::now)
+    }
+}
+
+/// One recorded time; an unreadable one (never written by the node) counts as now.
+fn parse_stamp(line: &[u8]) -> Timestamp {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(Timestamp::now)
+}
+
+/// Per-line filtering by time, formatting and the byte limit.
 struct Format {
     timestamps: bool,
+    /// Lines written before this are skipped.
+    since: Option<Timestamp>,
     /// Bytes still allowed (`limitBytes`), if limited.
     remaining: Option<u64>,
 }
 
 impl Format {
-    /// Formats `lines`; the flag tells that the byte limit is reached.
-    fn apply(&mut self, lines: &[u8]) -> (Bytes, bool) {
-        let mut out = if self.timestamps {
-            let stamp = rfc3339_nanos(SystemTime::now());
-            let mut out = Vec::with_capacity(lines.len() + 32);
-            for line in lines.split_inclusive(|b| *b == b'\n') {
-                out.extend_from_slice(stamp.as_bytes());
-                out.push(b' ');
-                out.extend_from_slice(line);
+    /// Filters and formats `lines`, taking each line's time from `stamps`; the flag tells that
+    /// the byte limit is reached.
+    fn apply(&mut self, lines: &[u8], stamps: &mut Stamps) -> (Bytes, bool) {
+        let mut out = Vec::with_capacity(lines.len() + 32);
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            let at = stamps.next();
+            if self.since.is_some_and(|since| at < since) {
+                continue;
             }
-            out
-        } else {
-            lines.to_vec()
-        };
+            if self.timestamps {
+                out.extend_from_slice(stamp(at).as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(line);
+        }
         let Some(remaining) = self.remaining.as_mut() else {
             return (Bytes::from(out), false);
         };
@@ -288,12 +407,9 @@ fn tail_start(content: &[u8], n: u64) -> usize {
     0
 }
 
-/// RFC 3339 with nanoseconds, UTC, as the kubelet prefixes lines with `timestamps=true`.
-fn rfc3339_nanos(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = crate::time::rfc3339(since.as_secs());
-    let date_time = secs.strip_suffix('Z').unwrap_or(&secs);
-    format!("{date_time}.{:09}Z", since.subsec_nanos())
+/// RFC 3339 with nine fractional digits, UTC: the kubelet's `RFC3339NanoFixed` prefix.
+fn stamp(at: Timestamp) -> String {
+    format!("{at:.9}")
 }
 
 #[cfg(test)]
@@ -315,7 +431,7 @@ mod tests {
     #[test]
     fn query_parses_like_the_kubelet() {
         let q = LogQuery::parse(Some(
-            "follow=true&tailLines=3&timestamps=1&limitBytes=10&pretty=x",
+            "follow=true&tailLines=3&timestamps=1&limitBytes=10&pretty=x&sinceTime=2026-12-01T06%3A00%3A00Z",
         ))
         .expect("a valid query");
         assert_eq!(
@@ -326,33 +442,113 @@ mod tests {
                 timestamps: true,
                 limit_bytes: Some(10),
                 previous: false,
+                since_seconds: None,
+                since_time: Some(at("2026-12-01T06:00:00Z")),
             }
         );
         assert_eq!(LogQuery::parse(None), Ok(LogQuery::default()));
         assert!(LogQuery::parse(Some("follow=yes")).is_err());
         assert!(LogQuery::parse(Some("tailLines=x")).is_err());
+        assert!(LogQuery::parse(Some("sinceTime=yesterday")).is_err());
     }
 
     #[test]
-    fn format_stamps_lines_and_stops_at_the_limit() {
+    fn since_is_the_later_of_since_time_and_since_seconds() {
+        let now = at("2026-12-01T06:00:00Z");
+        let q = |query: &str| LogQuery::parse(Some(query)).expect("a valid query").since(now);
+        assert_eq!(q(""), None);
+        assert_eq!(q("sinceSeconds=60"), Some(at("2026-12-01T05:59:00Z")));
+        assert_eq!(
+            q("sinceTime=2026-12-01T05:00:00Z"),
+            Some(at("2026-12-01T05:00:00Z"))
+        );
+        assert_eq!(
+            q("sinceSeconds=60&sinceTime=2026-12-01T05:00:00Z"),
+            Some(at("2026-12-01T05:59:00Z"))
+        );
+        assert_eq!(
+            q("sinceSeconds=60&sinceTime=2026-12-01T05:59:30Z"),
+            Some(at("2026-12-01T05:59:30Z"))
+        );
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("a valid time")
+    }
+
+    fn stamps(times: &[&str]) -> Stamps {
+        Stamps {
+            file: None,
+            pending: Vec::new(),
+            ready: times.iter().map(|t| at(t)).collect(),
+        }
+    }
+
+    #[test]
+    fn format_stamps_lines_with_their_times_and_stops_at_the_limit() {
         let mut f = Format {
             timestamps: false,
+            since: None,
             remaining: Some(5),
         };
-        assert_eq!(f.apply(b"abc\n"), (Bytes::from_static(b"abc\n"), false));
-        assert_eq!(f.apply(b"def\n"), (Bytes::from_static(b"d"), true));
+        let mut none = stamps(&[]);
+        assert_eq!(
+            f.apply(b"abc\n", &mut none),
+            (Bytes::from_static(b"abc\n"), false)
+        );
+        assert_eq!(f.apply(b"def\n", &mut none), (Bytes::from_static(b"d"), true));
         let mut f = Format {
             timestamps: true,
+            since: None,
             remaining: None,
         };
-        let (out, _) = f.apply(b"x\ny\n");
-        let out = String::from_utf8(out.to_vec()).expect("utf-8");
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), 2);
-        assert!(lines[0].ends_with("Z x") && lines[1].ends_with("Z y"), "{out}");
+        let mut times = stamps(&["2026-12-01T06:00:00.1Z", "2026-12-01T06:00:01.000000005Z"]);
+        let (out, _) = f.apply(b"x\ny\n", &mut times);
         assert_eq!(
-            rfc3339_nanos(UNIX_EPOCH + Duration::new(1, 5)),
-            "1970-01-01T00:00:01.000000005Z"
+            out,
+            Bytes::from_static(b"2026-12-01T06:00:00.100000000Z x\n2026-12-01T06:00:01.000000005Z y\n")
         );
+        // Without a recorded time a line gets the time it is read.
+        let (out, _) = f.apply(b"z\n", &mut times);
+        assert!(out.ends_with(b"Z z\n"), "{out:?}");
+    }
+
+    #[test]
+    fn lines_before_since_are_skipped_and_the_limit_counts_the_prefix() {
+        let mut f = Format {
+            timestamps: true,
+            since: Some(at("2026-12-01T06:00:01Z")),
+            remaining: Some(40),
+        };
+        let mut times = stamps(&[
+            "2026-12-01T06:00:00.999999999Z",
+            "2026-12-01T06:00:01Z",
+            "2026-12-01T06:00:02Z",
+        ]);
+        let (out, exhausted) = f.apply(b"old\nat since\nlater\n", &mut times);
+        // 31 bytes of prefix and the 9 of the line at `since`; the older line is not counted.
+        assert_eq!(
+            out,
+            Bytes::from_static(b"2026-12-01T06:00:01.000000000Z at since\n")
+        );
+        assert!(exhausted);
+    }
+
+    #[tokio::test]
+    async fn times_are_read_as_they_are_written() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.timestamps");
+        std::fs::write(&path, "2026-12-01T06:00:00.000000001Z\n2026-12-01T06:00:00.0000")?;
+        let mut s = Stamps::open(&path).await?;
+        s.refill().await?;
+        assert_eq!(s.ready, [at("2026-12-01T06:00:00.000000001Z")]);
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        std::io::Write::write_all(&mut file, b"00002Z\n2026-12-01T06:00:00.000000003Z\n")?;
+        s.refill().await?;
+        s.skip(1);
+        assert_eq!(s.next(), at("2026-12-01T06:00:00.000000002Z"));
+        assert_eq!(s.next(), at("2026-12-01T06:00:00.000000003Z"));
+        assert!(Stamps::open(&dir.path().join("none")).await?.file.is_none());
+        Ok(())
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! It serves what a kubelet serves on its port 10250, as far as the tests need:
 //! - `GET /containerLogs/{namespace}/{pod}/{container}` (`follow`, `tailLines`, `timestamps`,
-//!   `limitBytes`, `previous`): the container's log file as a chunked body, followed until the
-//!   container terminated;
+//!   `sinceTime`, `sinceSeconds`, `limitBytes`, `previous`): the container's log file as a
+//!   chunked body, followed until the container terminated;
 //! - `GET /exec/{namespace}/{pod}/{container}?command=…` upgraded to a websocket speaking
 //!   `v4.channel.k8s.io`: a few commands, run by the stand-in itself (see [`KubeletApi`]);
 //! - `GET /healthz`.

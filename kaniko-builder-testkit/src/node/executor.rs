@@ -1,7 +1,7 @@
 //! The one stand-in left: kaniko's executor. `/kaniko/executor` in the kaniko image's root is a
 //! script ([`super::image`]) that writes its pid to a FIFO and waits on another for an exit
 //! code. The node reads the executor's real arguments from `/proc/<pid>/cmdline` (exactly what
-//! the `image-builder` wrapper `exec`ed it with), runs the build with buildah
+//! the `image-builder` wrapper ran it with, by `exec` or as a child), runs the build with buildah
 //! ([`super::builder`]), whose output goes to the container's log, and answers with the exit
 //! code.
 

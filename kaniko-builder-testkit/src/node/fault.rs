@@ -12,10 +12,20 @@ pub enum Fault {
     /// Pod fault: the main container is killed once it runs and terminates with exit code 137,
     /// reason `OOMKilled`; the Pod fails.
     OomKilled,
-    /// Pod fault: the first image pull fails; the container waits with reason `ErrImagePull`,
-    /// then `ImagePullBackOff` (message `Back-off pulling image "…"`), and the Pod stays
-    /// `Pending` until it is deleted.
+    /// Pod fault: the first image pull (the first init container's) fails for good: the
+    /// container waits with reason `ErrImagePull`, then `ImagePullBackOff` (message `Back-off
+    /// pulling image "…"`) while the kubelet backs off, then the next attempt fails the same
+    /// way, and so on; the Pod stays `Pending` until it is deleted. See
+    /// [`NodeOptions::pull_backoff`](super::NodeOptions::pull_backoff).
     ImagePullBackOff,
+    /// Pod fault: a registry that recovers. The first `times` attempts of the first image pull
+    /// fail as with [`Fault::ImagePullBackOff`] (each one `ErrImagePull`, then
+    /// `ImagePullBackOff` for the back-off); the attempt after them succeeds and the Pod goes
+    /// on. `times: 0` is no fault.
+    ImagePullFailures {
+        /// How many attempts fail.
+        times: u32,
+    },
     /// Node fault: the node is cordoned (`spec.unschedulable: true`), so the real scheduler
     /// leaves new Pods `Pending` with condition `PodScheduled=False`, reason `Unschedulable`.
     Unschedulable,
@@ -80,11 +90,16 @@ impl Target {
     }
 }
 
+/// [`PodFaults::failed_pulls`] of [`Fault::ImagePullBackOff`]: more attempts than any test
+/// lives through.
+pub(super) const PULLS_FAIL_FOREVER: u32 = u32::MAX;
+
 /// The Pod faults one Pod took.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct PodFaults {
     pub(super) oom_killed: bool,
-    pub(super) image_pull_back_off: bool,
+    /// How many attempts of the first image pull fail.
+    pub(super) failed_pulls: u32,
     pub(super) evict: bool,
     pub(super) slow_start: Option<Duration>,
 }
@@ -113,7 +128,8 @@ impl FaultBook {
             }
             match fault {
                 Fault::OomKilled => taken.oom_killed = true,
-                Fault::ImagePullBackOff => taken.image_pull_back_off = true,
+                Fault::ImagePullBackOff => taken.failed_pulls = PULLS_FAIL_FOREVER,
+                Fault::ImagePullFailures { times } => taken.failed_pulls = *times,
                 Fault::Evict => taken.evict = true,
                 Fault::SlowStart(d) => taken.slow_start = Some(*d),
                 Fault::Unschedulable | Fault::StopReporting => return true,
@@ -164,5 +180,15 @@ mod tests {
         let a = book.take_for(&pod("job-a-123", &[]));
         assert!(a.oom_killed && !a.evict && a.slow_start.is_none(), "{a:?}");
         assert_eq!(book.take_for(&pod("job-a-456", &[])), PodFaults::default());
+    }
+
+    #[test]
+    fn pull_faults_say_how_many_attempts_fail() {
+        let mut book = FaultBook::default();
+        book.arm(Fault::ImagePullFailures { times: 2 }, Target::NextPod);
+        assert_eq!(book.take_for(&pod("a", &[])).failed_pulls, 2);
+        book.arm(Fault::ImagePullBackOff, Target::NextPod);
+        assert_eq!(book.take_for(&pod("b", &[])).failed_pulls, PULLS_FAIL_FOREVER);
+        assert_eq!(book.take_for(&pod("c", &[])).failed_pulls, 0, "one-shot");
     }
 }

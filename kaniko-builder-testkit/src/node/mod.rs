@@ -23,9 +23,14 @@
 //!
 //! # What it does
 //! - **Registers a `Node`** (default name `kb-node-1`) that is `Ready`, with capacity and
-//!   allocatable (cpu, memory, pods), `addresses: [{type: InternalIP, address: 127.0.0.1}]`
-//!   and `daemonEndpoints.kubeletEndpoint.Port` = its [`KubeletApi`] (logs and exec, so the
-//!   API server's `pods/log` and `pods/exec` reach it). It posts its conditions and renews its
+//!   allocatable (cpu, memory, pods), `addresses: [{type: InternalIP, address: 127.0.0.1}]`,
+//!   `daemonEndpoints.kubeletEndpoint.Port` = its [`KubeletApi`] (logs and exec, so the
+//!   API server's `pods/log` and `pods/exec` reach it) and its platform
+//!   ([`NodeOptions::platform`], default this machine's) in the `kubernetes.io/os` and
+//!   `kubernetes.io/arch` labels (and the `beta.kubernetes.io/` ones) and `nodeInfo`, as a
+//!   kubelet sets them. Several nodes, each with its own name, platform and temp dir, can run
+//!   against one cluster: the scheduler places Pods among them by their `nodeSelector`, and each
+//!   runs only the Pods bound to it. It posts its conditions and renews its
 //!   Lease in `kube-node-lease` every [`NodeOptions::heartbeat`], and removes the
 //!   `node.kubernetes.io/not-ready` taint that admission puts on a new Node (the node
 //!   lifecycle controller would, but it is not among the cluster's default controllers). The
@@ -68,10 +73,16 @@
 //!     is the digest really pushed; the exit code is buildah's. The real `BUILDER_WRAPPER`
 //!     decides whether to call it. Translated: `--context=dir://…` (through the container's
 //!     mounts), `--dockerfile`, `--destination`, `--build-arg`, `--target`, `--label`,
-//!     `--digest-file=<termination message path>`, `--insecure-registry`,
-//!     `--skip-tls-verify-registry`; accepted and ignored: `--cache*`, `--snapshot-mode`,
-//!     `--reproducible`, `--push-retry`, `--verbosity`. Any other argument fails the container
-//!     with exit code 1 and the message `stand-in node cannot translate kaniko flag <arg>`.
+//!     `--digest-file` (the termination message path or a file on a volume),
+//!     `--insecure-registry`, `--skip-tls-verify-registry`, and for per-platform builds
+//!     `--custom-platform` (buildah's `--platform`; without it, the node's platform when it is
+//!     not this machine's), `--image-format` (buildah's `--format`), `--no-push` and
+//!     `--oci-layout-path` on a volume (with `--image-format=oci`: `buildah push … oci:<dir>`);
+//!     see `builder.rs` for the exact commands. A `FROM scratch` build needs no emulation for
+//!     a foreign platform; a `RUN` step for one would need qemu, which the node does not set
+//!     up. Accepted and ignored: `--cache*`, `--snapshot-mode`, `--reproducible`,
+//!     `--push-retry`, `--verbosity`. Any other argument fails the container with exit code 1
+//!     and the message `stand-in node cannot translate kaniko flag <arg>`.
 //!   - Any other image terminates at once with exit code 128, reason `ContainerCannotRun`.
 //! - **Faults on demand**: [`StandInNode::inject`] with a [`Fault`] and a [`Target`].
 //!
@@ -123,7 +134,7 @@ pub use self::busybox::push_busybox_base;
 use self::fault::FaultBook;
 pub use self::fault::{Fault, Target};
 use self::image::Images;
-pub use self::options::{DEFAULT_NODE_NAME, NodeOptions};
+pub use self::options::{DEFAULT_NODE_NAME, NodeOptions, host_platform};
 use self::pod::PodHandle;
 use self::runtime::ProcTable;
 use crate::{KubeletApi, TestCluster};
@@ -285,9 +296,9 @@ impl StandInNode {
     }
 
     /// Injects a fault. Pod faults ([`Fault::OomKilled`], [`Fault::ImagePullBackOff`],
-    /// [`Fault::Evict`], [`Fault::SlowStart`]) are armed for the first Pod the node starts
-    /// afterwards that matches `target` (not [`Target::Node`]). Node faults
-    /// ([`Fault::Unschedulable`], [`Fault::StopReporting`]) take effect now and need
+    /// [`Fault::ImagePullFailures`], [`Fault::Evict`], [`Fault::SlowStart`]) are armed for the
+    /// first Pod the node starts afterwards that matches `target` (not [`Target::Node`]). Node
+    /// faults ([`Fault::Unschedulable`], [`Fault::StopReporting`]) take effect now and need
     /// [`Target::Node`]. [`clear_faults`](Self::clear_faults) undoes them.
     ///
     /// # Errors

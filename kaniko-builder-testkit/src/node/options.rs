@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kaniko_builder_core::Platform;
+
 use super::fault::{Fault, Target};
 use crate::TestRegistry;
 
@@ -18,6 +20,7 @@ pub const DEFAULT_NODE_NAME: &str = "kb-node-1";
 #[must_use]
 pub struct NodeOptions {
     pub(super) name: String,
+    pub(super) platform: Platform,
     pub(super) registry_cas: Vec<String>,
     pub(super) insecure_registries: Vec<String>,
     pub(super) host_paths: Vec<(PathBuf, PathBuf)>,
@@ -25,6 +28,7 @@ pub struct NodeOptions {
     pub(super) crane: Option<PathBuf>,
     pub(super) heartbeat: Duration,
     pub(super) pull_time: Duration,
+    pub(super) pull_backoff: Duration,
     pub(super) faults: Vec<(Fault, Target)>,
     pub(super) cpu: String,
     pub(super) memory: String,
@@ -35,6 +39,7 @@ impl Default for NodeOptions {
     fn default() -> Self {
         Self {
             name: DEFAULT_NODE_NAME.to_owned(),
+            platform: host_platform(),
             registry_cas: Vec::new(),
             insecure_registries: Vec::new(),
             host_paths: Vec::new(),
@@ -42,6 +47,7 @@ impl Default for NodeOptions {
             crane: None,
             heartbeat: Duration::from_secs(2),
             pull_time: Duration::from_millis(50),
+            pull_backoff: Duration::from_secs(10),
             faults: Vec::new(),
             cpu: "8".to_owned(),
             memory: "32Gi".to_owned(),
@@ -51,9 +57,23 @@ impl Default for NodeOptions {
 }
 
 impl NodeOptions {
-    /// The `Node` object's name. Default: [`DEFAULT_NODE_NAME`] (`kb-node-1`).
+    /// The `Node` object's name. Default: [`DEFAULT_NODE_NAME`] (`kb-node-1`). Nodes on one
+    /// cluster need distinct names (each runs only the Pods bound to its name).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// The platform the node reports, as a kubelet on such a machine would: the labels
+    /// `kubernetes.io/os`, `kubernetes.io/arch` and their deprecated `beta.kubernetes.io/`
+    /// twins (the 1.20 kubelet still sets both), and `status.nodeInfo.operatingSystem` and
+    /// `architecture` (a variant shows in none of them, as with a kubelet). The real scheduler
+    /// then places Pods by their `nodeSelector` on it. It is also the platform kaniko's stand-in
+    /// builds for when the executor gets no `--custom-platform` (kaniko defaults to its own
+    /// machine's). Nothing is emulated: containers still run on this machine. Default:
+    /// [`host_platform`] (`linux/amd64` on x86-64).
+    pub fn platform(mut self, platform: Platform) -> Self {
+        self.platform = platform;
         self
     }
 
@@ -111,6 +131,15 @@ impl NodeOptions {
     /// How long the "image pull" of each container takes. Default: 50 ms.
     pub fn pull_time(mut self, duration: Duration) -> Self {
         self.pull_time = duration;
+        self
+    }
+
+    /// The wait after the first failed image pull ([`Fault::ImagePullBackOff`],
+    /// [`Fault::ImagePullFailures`]), during which the container shows `ImagePullBackOff`; it
+    /// doubles after each further failure, up to 5 minutes, as the kubelet's. Default: 10 s
+    /// (the kubelet's).
+    pub fn pull_backoff(mut self, first: Duration) -> Self {
+        self.pull_backoff = first;
         self
     }
 
@@ -174,6 +203,20 @@ impl NodeOptions {
     pub(super) fn is_insecure(&self, host: &str) -> bool {
         self.insecure_registries.iter().any(|h| h == host)
     }
+}
+
+/// This machine's platform as Go (and so a kubelet) spells it: `linux/amd64` on x86-64,
+/// `linux/arm64` on aarch64.
+pub fn host_platform() -> Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    };
+    Platform::new(std::env::consts::OS, architecture, None).expect("Rust's OS and ARCH are lowercase words")
 }
 
 #[cfg(test)]

@@ -33,8 +33,11 @@ use super::volumes::{MountError, Volumes};
 const RETRY: Duration = Duration::from_secs(1);
 /// How long `ErrImagePull` shows before `ImagePullBackOff`.
 const ERR_IMAGE_PULL_FOR: Duration = Duration::from_millis(500);
-/// The kubelet's image pull back-off: 10 s, doubling, at most 5 minutes.
-const PULL_BACKOFF: (Duration, Duration) = (Duration::from_secs(10), Duration::from_secs(300));
+/// The kubelet's longest image pull back-off (it starts at [`NodeOptions::pull_backoff`] and
+/// doubles).
+///
+/// [`NodeOptions::pull_backoff`]: super::NodeOptions::pull_backoff
+const MAX_PULL_BACKOFF: Duration = Duration::from_secs(300);
 
 /// The node's handle on a Pod worker.
 #[derive(Debug)]
@@ -322,37 +325,35 @@ impl Worker {
         }
     }
 
-    /// The image "pull": a short wait, or with the fault the kubelet's pull errors and back-off
-    /// forever.
+    /// The image "pull": a short wait, after the failed attempts a fault asks for.
     async fn pull(&mut self, kind: Kind, container: &Container) {
-        if std::mem::take(&mut self.faults.image_pull_back_off) {
-            let image = container.image.clone().unwrap_or_default();
-            let mut backoff = PULL_BACKOFF.0;
-            loop {
-                self.state.waiting(
-                    kind,
-                    &container.name,
-                    "ErrImagePull",
-                    Some(format!(
-                        "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": \
-                         stand-in node fault injection (ImagePullBackOff)"
-                    )),
-                );
-                self.report().await;
-                tokio::time::sleep(ERR_IMAGE_PULL_FOR).await;
-                self.state.waiting(
-                    kind,
-                    &container.name,
-                    "ImagePullBackOff",
-                    Some(format!("Back-off pulling image \"{image}\"")),
-                );
-                self.report().await;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(PULL_BACKOFF.1);
-            }
-        }
+        let failures = std::mem::take(&mut self.faults.failed_pulls);
+        self.fail_pulls(kind, container, failures).await;
         tokio::time::sleep(self.env.shared.options.pull_time).await;
         self.state.pulled(kind, &container.name);
+    }
+
+    /// `failures` failed pull attempts as the kubelet reports them: `ErrImagePull` with the
+    /// runtime's error, then `ImagePullBackOff` until the back-off ends, which doubles each time.
+    async fn fail_pulls(&mut self, kind: Kind, container: &Container, failures: u32) {
+        let image = container.image.clone().unwrap_or_default();
+        let mut backoff = self.env.shared.options.pull_backoff;
+        for attempt in 1..=failures {
+            let error = format!(
+                "rpc error: code = Unknown desc = failed to pull and unpack image \"{image}\": \
+                 stand-in node fault injection (failed pull {attempt})"
+            );
+            self.state
+                .waiting(kind, &container.name, "ErrImagePull", Some(error));
+            self.report().await;
+            tokio::time::sleep(ERR_IMAGE_PULL_FOR).await;
+            let back_off = format!("Back-off pulling image \"{image}\"");
+            self.state
+                .waiting(kind, &container.name, "ImagePullBackOff", Some(back_off));
+            self.report().await;
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2).min(MAX_PULL_BACKOFF);
+        }
     }
 
     async fn run(&self, container: &Container, env: &[(String, String)], volumes: &Volumes) -> Exit {

@@ -27,25 +27,19 @@ const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 /// Annotation saying what the node is.
 pub(super) const STAND_IN_ANNOTATION: &str = "kaniko-builder.io/stand-in-node";
 
-/// `x86_64` → `amd64`, as Go spells architectures.
-fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
-/// The Node as the stand-in registers it: Ready, with capacity, the address 127.0.0.1 and
-/// the kubelet endpoint's port.
+/// The Node as the stand-in registers it: Ready, with capacity, the address 127.0.0.1, the
+/// kubelet endpoint's port, and its platform in the labels and `nodeInfo` as the kubelet's
+/// `initialNode` sets them (`runtime.GOOS`/`GOARCH`, the GA and the beta labels).
 pub(super) fn node_object(options: &NodeOptions, kubelet_port: u16, since: &Time) -> Node {
     let name = &options.name;
+    let os = options.platform.os();
+    let arch = options.platform.architecture();
     let labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_owned(), name.clone()),
-        ("kubernetes.io/os".to_owned(), "linux".to_owned()),
-        ("kubernetes.io/arch".to_owned(), go_arch().to_owned()),
-        ("beta.kubernetes.io/os".to_owned(), "linux".to_owned()),
-        ("beta.kubernetes.io/arch".to_owned(), go_arch().to_owned()),
+        ("kubernetes.io/os".to_owned(), os.to_owned()),
+        ("kubernetes.io/arch".to_owned(), arch.to_owned()),
+        ("beta.kubernetes.io/os".to_owned(), os.to_owned()),
+        ("beta.kubernetes.io/arch".to_owned(), arch.to_owned()),
     ]);
     let resources = BTreeMap::from([
         ("cpu".to_owned(), Quantity(options.cpu.clone())),
@@ -84,8 +78,8 @@ pub(super) fn node_object(options: &NodeOptions, kubelet_port: u16, since: &Time
                 }),
             }),
             node_info: Some(NodeSystemInfo {
-                architecture: go_arch().to_owned(),
-                operating_system: "linux".to_owned(),
+                architecture: arch.to_owned(),
+                operating_system: os.to_owned(),
                 os_image: "kaniko-builder stand-in node".to_owned(),
                 kernel_version: String::new(),
                 container_runtime_version: "stand-in://buildah".to_owned(),
@@ -269,5 +263,50 @@ pub(super) async fn deregister(client: &kube::Client, name: &str) -> anyhow::Res
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e).with_context(|| format!("delete Node {name}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_reports_its_platform_as_a_kubelet_would() {
+        let since = Time(Timestamp::now());
+        let cases = [
+            (
+                NodeOptions::default(),
+                "linux",
+                super::super::host_platform().architecture().to_owned(),
+            ),
+            (
+                NodeOptions::default().platform("linux/arm64".parse().expect("platform")),
+                "linux",
+                "arm64".to_owned(),
+            ),
+            // A variant shows nowhere: the kubelet has no label for it.
+            (
+                NodeOptions::default().platform("linux/arm/v7".parse().expect("platform")),
+                "linux",
+                "arm".to_owned(),
+            ),
+        ];
+        for (options, os, arch) in cases {
+            let node = node_object(&options.name("n1"), 10250, &since);
+            let labels = node.metadata.labels.expect("labels");
+            let want = BTreeMap::from([
+                ("kubernetes.io/hostname".to_owned(), "n1".to_owned()),
+                ("kubernetes.io/os".to_owned(), os.to_owned()),
+                ("kubernetes.io/arch".to_owned(), arch.clone()),
+                ("beta.kubernetes.io/os".to_owned(), os.to_owned()),
+                ("beta.kubernetes.io/arch".to_owned(), arch.clone()),
+            ]);
+            assert_eq!(labels, want);
+            let info = node.status.and_then(|s| s.node_info).expect("nodeInfo");
+            assert_eq!(
+                (info.operating_system.as_str(), info.architecture.as_str()),
+                (os, arch.as_str())
+            );
+        }
     }
 }

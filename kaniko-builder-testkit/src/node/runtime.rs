@@ -6,34 +6,63 @@ use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::Context as _;
+use k8s_openapi::jiff::Timestamp;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
 use tokio::process::Command;
 
-/// A container's combined stdout+stderr file (`<container>.log`), appended line by line.
+use super::layout;
+
+/// Opens `path` for appending, creating it.
+async fn append_to(path: &Path) -> anyhow::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
+        .with_context(|| format!("open container log {}", path.display()))
+}
+
+/// A container's combined stdout+stderr file (`<container>.log`), appended line by line, and
+/// beside it the time each line was written (`<container>.timestamps`, one RFC 3339 time with
+/// nine fractional digits per line, as a container runtime records it in a CRI log), which the
+/// kubelet endpoint serves with `timestamps` and filters with `sinceTime`.
 #[derive(Debug)]
 pub(super) struct Log {
-    file: tokio::sync::Mutex<tokio::fs::File>,
+    files: tokio::sync::Mutex<LogFiles>,
+}
+
+#[derive(Debug)]
+struct LogFiles {
+    log: tokio::fs::File,
+    stamps: tokio::fs::File,
 }
 
 impl Log {
     pub(super) async fn open(path: &Path) -> anyhow::Result<Self> {
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await
-            .with_context(|| format!("open container log {}", path.display()))?;
+        // The times first: whoever finds the log finds its times.
+        let stamps = append_to(&layout::timestamps_of(path)).await?;
+        let log = append_to(path).await?;
         Ok(Self {
-            file: tokio::sync::Mutex::new(file),
+            files: tokio::sync::Mutex::new(LogFiles { log, stamps }),
         })
     }
 
-    /// Appends one line (a newline is added) and flushes it, so readers see it at once.
+    /// Appends one line (a newline is added) and flushes it, so readers see it at once; its
+    /// time is written and flushed first, so a reader that sees the line finds its time.
     pub(super) async fn line(&self, line: &str) {
-        let mut file = self.file.lock().await;
+        let mut files = self.files.lock().await;
         let mut bytes = line.trim_end_matches(['\r', '\n']).as_bytes().to_vec();
         bytes.push(b'\n');
-        if let Err(e) = file.write_all(&bytes).await.and(file.flush().await) {
+        // One time per line written (a message may hold several).
+        let lines = bytes.iter().filter(|b| **b == b'\n').count();
+        let times = format!("{:.9}\n", Timestamp::now()).repeat(lines);
+        let written = async {
+            files.stamps.write_all(times.as_bytes()).await?;
+            files.stamps.flush().await?;
+            files.log.write_all(&bytes).await?;
+            files.log.flush().await
+        };
+        if let Err(e) = written.await {
             tracing::warn!(error = %e, "append to container log");
         }
     }
