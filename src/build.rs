@@ -10,7 +10,7 @@ use crate::Result;
 use crate::core::flow::{
     BuildOutcome, CancellationToken, Decision, EventSink, EventStream, FlowOptions, run_build,
 };
-use crate::core::{BuildConfig, Digest, ImageRef};
+use crate::core::{BuildConfig, Digest, ImageRef, Platform};
 use crate::k8s::runner::{CleanupPolicy, UploadMethod};
 use crate::k8s::{BuildManifests, JobOptions, KubeRunner};
 use crate::registry::{DockerConfig, RegistryClient};
@@ -92,9 +92,13 @@ pub struct Plan {
     /// The digest the tag resolves to now, if it exists (also when a forced build would replace
     /// it).
     pub existing: Option<Digest>,
-    /// The objects, in apply order. For a local directory context a run also sets the context
-    /// blob's digest on the init container once it has pushed the packed directory.
+    /// The objects, in apply order (the first platform's Job for a multi-platform build). For a
+    /// local directory context a run also sets the context blob's digest on the init container
+    /// once it has pushed the packed directory.
     pub manifests: BuildManifests,
+    /// A multi-platform build: every platform's Job and its objects, in the order asked (the
+    /// first is also [`manifests`](Self::manifests)). Empty for a single-platform build.
+    pub platforms: Vec<(Platform, BuildManifests)>,
 }
 
 impl Plan {
@@ -103,7 +107,13 @@ impl Plan {
     /// # Errors
     /// [`Error::Manifest`](crate::Error::Manifest) if serialisation fails.
     pub fn to_yaml(&self) -> Result<String> {
-        Ok(self.manifests.to_yaml()?)
+        self.jobs().map(|m| Ok(m.to_yaml()?)).collect()
+    }
+
+    /// Every Job's objects: one per platform, or the one build's.
+    pub fn jobs(&self) -> impl Iterator<Item = &BuildManifests> {
+        let single = self.platforms.is_empty().then_some(&self.manifests);
+        single.into_iter().chain(self.platforms.iter().map(|(_, m)| m))
     }
 
     /// As [`to_yaml`](Self::to_yaml), with every value of the Secret replaced by `<redacted>`.
@@ -111,15 +121,19 @@ impl Plan {
     /// # Errors
     /// [`Error::Manifest`](crate::Error::Manifest) if serialisation fails.
     pub fn to_yaml_redacted(&self) -> Result<String> {
-        let mut m = self.manifests.clone();
-        if let Some(secret) = m.secret.as_mut()
-            && let Some(data) = secret.data.as_mut()
-        {
-            for v in data.values_mut() {
-                *v = ByteString(b"<redacted>".to_vec());
+        let mut yaml = String::new();
+        for job in self.jobs() {
+            let mut m = job.clone();
+            if let Some(secret) = m.secret.as_mut()
+                && let Some(data) = secret.data.as_mut()
+            {
+                for v in data.values_mut() {
+                    *v = ByteString(b"<redacted>".to_vec());
+                }
             }
+            yaml.push_str(&m.to_yaml()?);
         }
-        Ok(m.to_yaml()?)
+        Ok(yaml)
     }
 }
 
@@ -316,12 +330,30 @@ impl Build {
         let registry = self.opts.registry([&self.config]).await?;
         let probe = registry.probe(self.config.image()).await?;
         let json = registry.secret_docker_config(self.config.destinations()).await?;
-        let manifests = crate::k8s::render(&config, &self.opts.job_options, json.as_deref())?;
+        let (decision, manifests, platforms) = if config.platforms().is_empty() {
+            let manifests = crate::k8s::render(&config, &self.opts.job_options, json.as_deref())?;
+            (Decision::from_probe(&probe, config.force()), manifests, Vec::new())
+        } else {
+            let held = match probe.manifest() {
+                Some(m) if m.is_index() && !config.force() => Some(registry.index_platforms(config.image()).await?),
+                _ => None,
+            };
+            let decision = Decision::for_platforms(&probe, held.as_deref(), config.platforms(), config.force());
+            let platforms = crate::k8s::manifest::render_platforms(&config, &self.opts.job_options, json.as_deref())?;
+            let first = platforms.first().map(|(_, m)| m.clone()).ok_or_else(|| {
+                crate::core::Error::InvalidConfig {
+                    field: "platforms",
+                    problem: "empty".to_owned(),
+                }
+            })?;
+            (decision, first, platforms)
+        };
         Ok(Plan {
             image: self.config.image().clone(),
-            decision: Decision::from_probe(&probe, self.config.force()),
+            decision,
             existing: probe.manifest().map(|m| m.digest.clone()),
             manifests,
+            platforms,
         })
     }
 

@@ -235,6 +235,61 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// [`RegistryClient::index_platforms`](crate::RegistryClient::index_platforms): the manifest
+    /// is not an image index (an OCI index or a Docker manifest list), typically a
+    /// single-platform image.
+    #[error("registry {registry}: {reference} is not an image index but {media_type}")]
+    NotAnIndex {
+        /// The registry.
+        registry: String,
+        /// The image reference read.
+        reference: String,
+        /// The media type served.
+        media_type: String,
+    },
+    /// The registry has no such manifest (404, `MANIFEST_UNKNOWN`): the index read, or an image
+    /// an index was to list.
+    #[error("registry {registry} has no manifest {reference} in {repository}")]
+    ManifestUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The tag or digest.
+        reference: String,
+    },
+    /// The registry has no such blob (404, `BLOB_UNKNOWN`), e.g. the config of an image an index
+    /// was to list.
+    #[error("registry {registry} has no blob {digest} in {repository}")]
+    BlobUnknown {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The blob's digest.
+        digest: String,
+    },
+    /// A manifest or image config that cannot be used: not valid JSON, an index where an image
+    /// was expected, a config that names no os or architecture.
+    #[error("registry {registry}: {reference} in {repository} cannot be used: {problem}")]
+    InvalidManifest {
+        /// The registry.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The tag or digest at fault.
+        reference: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An index push refused before anything was sent (a reference without a tag, no images).
+    #[error("cannot push an image index as {reference}: {problem}")]
+    InvalidIndexRequest {
+        /// The image reference.
+        reference: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 fn auth_message(verb: &str, registry: &str, repository: &str, status: u16, anonymous: bool) -> String {
@@ -304,6 +359,10 @@ impl Error {
     /// | `invalid_settings` | per-registry settings that cannot be used |
     /// | `stalled` | a blob upload made no progress for the stall timeout (either side) |
     /// | `body` | the body of a blob upload failed (the caller's stream) |
+    /// | `not_an_index` | the manifest read as an image index is not one |
+    /// | `not_found` | a manifest or blob the registry does not have (reading or pushing an index) |
+    /// | `invalid_manifest` | a manifest or image config that cannot be used |
+    /// | `invalid_request` | an index push refused before anything was sent |
     pub fn kind(&self) -> &'static str {
         match self {
             Self::ConfigRead { .. } | Self::ConfigParse { .. } | Self::InvalidAuthEntry { .. } => {
@@ -315,6 +374,10 @@ impl Error {
             Self::InvalidSettings { .. } => "invalid_settings",
             Self::Stalled { .. } => "stalled",
             Self::Body { .. } => "body",
+            Self::NotAnIndex { .. } => "not_an_index",
+            Self::ManifestUnknown { .. } | Self::BlobUnknown { .. } => "not_found",
+            Self::InvalidManifest { .. } => "invalid_manifest",
+            Self::InvalidIndexRequest { .. } => "invalid_request",
             Self::Transport { kind, .. }
             | Self::Token {
                 status: None,

@@ -1,7 +1,7 @@
 //! The registry client as the core flow's [`ImageProbe`] and [`BlobStore`].
 
 use kaniko_builder_core::flow::{BlobBody, BlobStore, ImageProbe, RegistryFailure};
-use kaniko_builder_core::{Digest, ImageRef, Probe};
+use kaniko_builder_core::{Digest, ImageRef, Platform, Probe};
 
 use crate::client::RegistryClient;
 use crate::error::Error;
@@ -18,6 +18,18 @@ impl From<Error> for RegistryFailure {
 impl ImageProbe for RegistryClient {
     async fn probe(&self, image: &ImageRef) -> Result<Probe, RegistryFailure> {
         RegistryClient::probe(self, image).await.map_err(Into::into)
+    }
+
+    async fn index_platforms(&self, image: &ImageRef) -> Result<Vec<Platform>, RegistryFailure> {
+        RegistryClient::index_platforms(self, image)
+            .await
+            .map_err(Into::into)
+    }
+
+    async fn push_index(&self, image: &ImageRef, manifests: &[Digest]) -> Result<Digest, RegistryFailure> {
+        RegistryClient::push_index(self, image, manifests)
+            .await
+            .map_err(Into::into)
     }
 }
 

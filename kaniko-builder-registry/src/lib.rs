@@ -23,6 +23,12 @@
 //! timeout ([`RegistryClientBuilder::upload_stall_timeout`], [`Error::Stalled`]);
 //! [`RegistryClient::push_blob`] sends a small blob already in memory in one request.
 //!
+//! # Image indexes
+//!
+//! [`RegistryClient::index_platforms`] lists the platforms of an OCI index or Docker manifest
+//! list; [`RegistryClient::push_index`] pushes an OCI index under a tag over images already
+//! pushed by digest, each entry's platform read from the image's config.
+//!
 //! # TLS and cargo features
 //!
 //! TLS is rustls, with the crypto provider passed explicitly to every configuration: the
@@ -44,6 +50,7 @@ mod blob;
 mod client;
 pub mod error;
 mod flow;
+mod index;
 mod probe;
 mod proxy;
 pub mod retry;
@@ -65,7 +72,7 @@ pub mod __tls {
 pub use auth::{ConfigOrigin, Credentials, DockerConfig};
 pub use client::{RegistryClient, RegistryClientBuilder};
 pub use error::{Error, Result, StallSide, TransportKind};
-pub use kaniko_builder_core::{Digest, ImageRef, Manifest, Probe};
+pub use kaniko_builder_core::{Digest, ImageRef, Manifest, Platform, Probe};
 pub use retry::RetryPolicy;
 
 /// Entry points for `fuzz/` (cargo-fuzz) into parsers that are private. Not part of the API.

@@ -3,11 +3,20 @@
 use kaniko_builder_core::BuildConfig;
 use kaniko_builder_core::config::ContextSource;
 
-use super::{CONTEXT_DIR, TERMINATION_LOG};
+use super::{CONTEXT_DIR, OCI_LAYOUT_DIR, PLATFORM_DIGEST_FILE, TERMINATION_LOG};
 
 /// The kaniko executor's arguments for `config`, one `--flag=value` or `--flag` per element; see
 /// the [`manifest`](crate::manifest) module docs for the order.
+///
+/// For one platform of a multi-platform build ([`BuildConfig::target_platform`]) there is no
+/// `--destination`: in its place `--custom-platform=<os/arch[/variant]>`, `--no-push`,
+/// `--image-format=oci` and `--oci-layout-path=/kaniko/out/layout`, the digest goes to
+/// `--digest-file=/kaniko/out/digest`, and a cache without a repository gets the one kaniko would
+/// infer from the image (`--cache-repo=<registry>/<repository>/cache`), which kaniko requires
+/// with `--no-push`. [`scripts::PLATFORM_BUILDER_WRAPPER`](super::scripts::PLATFORM_BUILDER_WRAPPER)
+/// then pushes the layout by digest.
 pub fn kaniko_args(config: &BuildConfig) -> Vec<String> {
+    let platform = config.target_platform();
     let mut args = Vec::new();
     match config.context() {
         ContextSource::Git {
@@ -30,7 +39,15 @@ pub fn kaniko_args(config: &BuildConfig) -> Vec<String> {
         _ => args.push(format!("--context=dir://{CONTEXT_DIR}")),
     }
     args.push(format!("--dockerfile={}", config.dockerfile()));
-    args.extend(config.destinations().map(|d| format!("--destination={d}")));
+    match platform {
+        None => args.extend(config.destinations().map(|d| format!("--destination={d}"))),
+        Some(p) => args.extend([
+            format!("--custom-platform={p}"),
+            "--no-push".to_owned(),
+            "--image-format=oci".to_owned(),
+            format!("--oci-layout-path={OCI_LAYOUT_DIR}"),
+        ]),
+    }
     args.extend(
         config
             .build_args()
@@ -41,11 +58,21 @@ pub fn kaniko_args(config: &BuildConfig) -> Vec<String> {
         args.push(format!("--target={t}"));
     }
     args.extend(config.labels().iter().map(|(k, v)| format!("--label={k}={v}")));
-    args.push(format!("--digest-file={TERMINATION_LOG}"));
+    let digest_file = if platform.is_some() {
+        PLATFORM_DIGEST_FILE
+    } else {
+        TERMINATION_LOG
+    };
+    args.push(format!("--digest-file={digest_file}"));
     if let Some(cache) = config.cache() {
         args.push("--cache=true".to_owned());
-        if let Some(repo) = &cache.repo {
-            args.push(format!("--cache-repo={repo}"));
+        match &cache.repo {
+            Some(repo) => args.push(format!("--cache-repo={repo}")),
+            // kaniko infers `<first destination's repository>/cache`, but not without one.
+            None if platform.is_some() => {
+                args.push(format!("--cache-repo={}/cache", config.image().name()));
+            }
+            None => {}
         }
         if let Some(ttl) = cache.ttl {
             args.push(format!("--cache-ttl={}", go_duration(ttl)));
@@ -82,6 +109,34 @@ pub fn kaniko_args(config: &BuildConfig) -> Vec<String> {
         args.push(format!("--verbosity={}", v.as_str()));
     }
     args
+}
+
+/// Where the Job of one platform of a multi-platform build pushes its image by digest: each
+/// destination's `<registry>/<repository>` once, the image's first, followed by crane's
+/// `--insecure` when the registry is in the config's insecure or skip-TLS-verify registries. One
+/// line each, as `image-builder`'s `KB_PUSH` holds them.
+pub(crate) fn push_targets(config: &BuildConfig) -> Vec<String> {
+    let mut repositories: Vec<String> = Vec::new();
+    let mut targets = Vec::new();
+    for destination in config.destinations() {
+        let repository = destination.name();
+        if repositories.contains(&repository) {
+            continue;
+        }
+        let registry = destination.registry();
+        let insecure = config
+            .insecure_registries()
+            .iter()
+            .chain(config.skip_tls_verify_registries())
+            .any(|r| r == registry);
+        targets.push(if insecure {
+            format!("{repository} --insecure")
+        } else {
+            repository.clone()
+        });
+        repositories.push(repository);
+    }
+    targets
 }
 
 /// Whole hours as `6h`, else whole minutes as `90m`, else seconds.

@@ -92,11 +92,41 @@
 //! `--push-retry=`, `--verbosity=`. After a build, the termination message is the pushed
 //! `sha256:` digest.
 //!
+//! **One platform of a multi-platform build** ([`BuildConfig::for_platform`](kaniko_builder_core::BuildConfig::for_platform);
+//! the whole request, [`BuildConfig::platforms`](kaniko_builder_core::BuildConfig::platforms), is
+//! one such Job per platform, [`render_platforms`], and [`render`] refuses it). kaniko cannot push
+//! by digest, and the platform's image must not go under the tag (the orchestrator pushes the
+//! index there), so such a Job differs from the above in exactly this:
+//! - the Job's name names the platform; the Job, its Pod and its own ConfigMap carry the label
+//!   [`LABEL_PLATFORM`] (`linux-arm64`) and the annotation [`ANNOTATION_PLATFORM`] (`linux/arm64`);
+//! - the Pod's node selector is `kubernetes.io/os=<os>`, `kubernetes.io/arch=<architecture>`, or
+//!   the platform's [`JobOptions::platform_node_selector`], merged over
+//!   [`JobOptions::node_selector`] (whose `kubernetes.io/os` and `kubernetes.io/arch` it replaces);
+//! - two more `emptyDir`s: `kaniko-tools` at `/kaniko/tools` (writable in `kaniko-init`, read-only
+//!   in `image-builder`) and `kaniko-out` at `/kaniko/out` (only in `image-builder`, writable,
+//!   `sizeLimit` from [`JobOptions::output_size_limit`], none by default);
+//! - `kaniko-init` runs [`scripts::PLATFORM_INIT_PRELUDE`] then `INIT_SCRIPT`: it copies crane to
+//!   `/kaniko/tools/crane` first, and `FORCE_BUILD` is the literal `Y` instead of the ConfigMap's
+//!   key, so the decision is always `{"decision":"build","reason":"forced"}` (the tag holds the
+//!   index, not this platform's image);
+//! - `image-builder` runs [`scripts::PLATFORM_BUILDER_WRAPPER`] with `KB_PUSH` ([`ENV_PUSH`]):
+//!   one line per destination repository, `<registry>/<repository>` followed by ` --insecure`
+//!   when its registry is insecure or skips TLS verification. The kaniko arguments have no
+//!   `--destination`; after `--dockerfile=` come `--custom-platform=<os/arch[/variant]>`,
+//!   `--no-push`, `--image-format=oci`, `--oci-layout-path=/kaniko/out/layout`, and the digest
+//!   goes to `--digest-file=/kaniko/out/digest` (a cache without a repository gets
+//!   `--cache-repo=<registry>/<repository>/cache`, as kaniko would infer it). Then
+//!   `/kaniko/tools/crane push [--insecure] /kaniko/out/layout <registry>/<repository>@<digest>`
+//!   per line, and the digest goes to the termination message, as after any build. Every
+//!   failure exits 1 with `image-builder: <what failed>` on stderr and as the termination
+//!   message.
+//!
 //! Credentials live only in the Secret, base64-encoded as Kubernetes requires: never in an
 //! environment variable, an argument, the ConfigMap, an annotation or the context volume.
 
 mod args;
 mod options;
+mod platform;
 mod render;
 pub mod scripts;
 mod validate;
@@ -114,6 +144,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use args::kaniko_args;
+pub use platform::{platforms_to_yaml, render_platforms};
 pub use render::render;
 
 pub use options::{
@@ -138,6 +169,20 @@ pub const CONTEXT_DIR: &str = "/workspace";
 pub const UPLOAD_MARKER: &str = "/workspace/.kb-upload-complete";
 /// Both containers' termination message path; kaniko's `--digest-file` points here.
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// The `kaniko-tools` emptyDir of a platform's Job: `kaniko-init` copies crane here.
+pub const TOOLS_DIR: &str = "/kaniko/tools";
+/// The crane `image-builder` pushes a platform's image with.
+pub const CRANE_TOOL: &str = "/kaniko/tools/crane";
+/// The `kaniko-out` emptyDir of a platform's Job: kaniko's OCI layout and digest file.
+pub const OUT_DIR: &str = "/kaniko/out";
+/// Where kaniko writes a platform's image as an OCI layout (`--oci-layout-path`).
+pub const OCI_LAYOUT_DIR: &str = "/kaniko/out/layout";
+/// Where kaniko writes a platform's image digest (`--digest-file`); the wrapper copies it to the
+/// termination message once pushed.
+pub const PLATFORM_DIGEST_FILE: &str = "/kaniko/out/digest";
+/// `image-builder`'s variable listing where a platform's image is pushed by digest: one line per
+/// destination repository, `<registry>/<repository>` then crane's flags (`--insecure`).
+pub const ENV_PUSH: &str = "KB_PUSH";
 /// The Secret key holding the docker `config.json`.
 pub const DOCKER_CONFIG_KEY: &str = ".dockerconfigjson";
 /// The Secret type for a docker `config.json`.
@@ -154,6 +199,12 @@ pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 /// The first 40 hex digits of the sha256 of the normalised image reference, so an orchestrator
 /// finds the builds of an image by label.
 pub const LABEL_IMAGE_HASH: &str = "kaniko-builder.io/image-hash";
+/// The platform a Job builds, on the Job, its Pod and its own ConfigMap, for one platform of a
+/// multi-platform build: the platform's [slug](kaniko_builder_core::Platform::slug)
+/// (`linux-arm64`; a label value cannot hold `/`).
+pub const LABEL_PLATFORM: &str = "kaniko-builder.io/platform";
+/// The platform a Job builds, as written (`linux/arm64`), next to [`LABEL_PLATFORM`].
+pub const ANNOTATION_PLATFORM: &str = "kaniko-builder.io/platform";
 /// The init container's variable saying what the caller's probe found (`absent`, or empty).
 pub(crate) const ENV_CALLER_PROBE: &str = "KB_CALLER_PROBE";
 /// Annotation holding the normalised image reference.
@@ -169,6 +220,8 @@ const IMAGE_HASH_LEN: usize = 40;
 const VOLUME_DOCKER_CONFIG: &str = "docker-config";
 const VOLUME_STATE: &str = "kaniko-state";
 const VOLUME_CONTEXT: &str = "build-context";
+const VOLUME_TOOLS: &str = "kaniko-tools";
+const VOLUME_OUT: &str = "kaniko-out";
 
 /// Parses what `kaniko-init` wrote to its termination message or `/kaniko/state/decision`: its
 /// [`Decision`], or `Err(message)` when it could not tell (`{"decision":"error","message":…}`:
@@ -417,5 +470,7 @@ pub fn to_yaml(manifests: &BuildManifests) -> Result<String> {
     Ok(out)
 }
 
+#[cfg(test)]
+mod script_tests;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, PodSecurityContext, ResourceRequirements, SecurityContext, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kaniko_builder_core::Platform;
 
 /// The maintained kaniko fork's debug image (`/busybox/sh` for the wrapper, `/kaniko/executor`,
 /// runs as root), pinned by tag; Google archived `gcr.io/kaniko-project/executor` in 2025.
@@ -94,6 +95,8 @@ pub struct JobOptions {
     pub(crate) executor_resources: ResourceRequirements,
     pub(crate) init_resources: ResourceRequirements,
     pub(crate) node_selector: BTreeMap<String, String>,
+    pub(crate) platform_node_selectors: BTreeMap<Platform, BTreeMap<String, String>>,
+    pub(crate) output_size_limit: Option<Quantity>,
     pub(crate) tolerations: Vec<Toleration>,
     pub(crate) affinity: Option<Affinity>,
     pub(crate) service_account_name: Option<String>,
@@ -120,6 +123,8 @@ impl Default for JobOptions {
             executor_resources: resources(("500m", "1Gi"), ("2", "4Gi")),
             init_resources: resources(("50m", "64Mi"), ("500m", "256Mi")),
             node_selector: BTreeMap::new(),
+            platform_node_selectors: BTreeMap::new(),
+            output_size_limit: None,
             tolerations: Vec::new(),
             affinity: None,
             service_account_name: None,
@@ -203,6 +208,29 @@ impl JobOptions {
     /// Adds a `nodeSelector` entry. Default: none.
     pub fn node_selector(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.node_selector.insert(key.into(), value.into());
+        self
+    }
+
+    /// The node selector of the Jobs that build `platform` in a multi-platform build, in place of
+    /// the default `kubernetes.io/os=<os>` and `kubernetes.io/arch=<architecture>` (the labels the
+    /// kubelet sets): for clusters that label their nodes otherwise, or an empty map to let the
+    /// scheduler pick any node (e.g. when every node can build every platform). Either way the
+    /// platform's selector is merged over [`node_selector`](Self::node_selector), whose
+    /// `kubernetes.io/os` and `kubernetes.io/arch` entries it replaces. `platform` must be the
+    /// requested one exactly (`linux/arm64` does not cover `linux/arm64/v8`). Set again for the
+    /// same platform, the last selector wins. Default: none.
+    pub fn platform_node_selector(mut self, platform: Platform, selector: BTreeMap<String, String>) -> Self {
+        self.platform_node_selectors.insert(platform, selector);
+        self
+    }
+
+    /// The `sizeLimit` of the `kaniko-out` emptyDir in the Job of one platform of a multi-platform
+    /// build, where kaniko writes the image as an OCI layout (its compressed layers, and any cache
+    /// layers it pushes) before crane pushes it; a Pod that writes more is evicted. A Kubernetes
+    /// quantity such as `10Gi`. Default: none, so only the node's ephemeral storage bounds it
+    /// (images differ too much in size for one default to fit).
+    pub fn output_size_limit(mut self, limit: impl Into<String>) -> Self {
+        self.output_size_limit = Some(Quantity(limit.into()));
         self
     }
 

@@ -18,11 +18,13 @@ use super::options::{
     DEFAULT_BUILD_SERVICE_ACCOUNT, DEFAULT_SECRET_NAME, JobOptions, ORCHESTRATOR_ROLE, Orchestrator,
     SECRET_NAME_PREFIX, SEED_CONFIG_MAP_NAME,
 };
+use super::platform::{check_platform, node_selector};
 use super::{
-    ANNOTATION_BUILD_HASH, ANNOTATION_IMAGE, APP, BUILDER_CONTAINER, BuildManifests, CONTEXT_DIR,
-    DOCKER_CONFIG_DIR, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE, IMAGE_HASH_LEN, INIT_CONTAINER,
-    LABEL_COMPONENT, LABEL_IMAGE_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, STATE_DIR,
-    TERMINATION_LOG, VOLUME_CONTEXT, VOLUME_DOCKER_CONFIG, VOLUME_STATE, kaniko_args, scripts, validate,
+    ANNOTATION_BUILD_HASH, ANNOTATION_IMAGE, ANNOTATION_PLATFORM, APP, BUILDER_CONTAINER, BuildManifests,
+    CONTEXT_DIR, DOCKER_CONFIG_DIR, DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE, ENV_PUSH, IMAGE_HASH_LEN,
+    INIT_CONTAINER, LABEL_COMPONENT, LABEL_IMAGE_HASH, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME,
+    LABEL_PLATFORM, OUT_DIR, STATE_DIR, TERMINATION_LOG, TOOLS_DIR, VOLUME_CONTEXT, VOLUME_DOCKER_CONFIG,
+    VOLUME_OUT, VOLUME_STATE, VOLUME_TOOLS, args, kaniko_args, scripts, validate,
 };
 use crate::error::{Error, Result};
 
@@ -120,7 +122,21 @@ fn validate_options(options: &JobOptions) -> Result<()> {
         validate::subdomain("image pull secret", name)?;
     }
     validate::labels(&options.labels)?;
-    for reserved in [LABEL_INSTANCE, LABEL_IMAGE_HASH] {
+    for (platform, selector) in &options.platform_node_selectors {
+        validate::labels(selector).map_err(|e| Error::InvalidOption {
+            option: "platform_node_selector",
+            problem: format!("{platform}: {e}"),
+        })?;
+    }
+    if let Some(limit) = &options.output_size_limit
+        && (!validate::is_quantity(&limit.0) || limit.0.starts_with('-'))
+    {
+        return Err(Error::InvalidQuantity {
+            field: "output_size_limit".to_owned(),
+            quantity: limit.0.clone(),
+        });
+    }
+    for reserved in [LABEL_INSTANCE, LABEL_IMAGE_HASH, LABEL_PLATFORM] {
         if options.labels.contains_key(reserved) {
             return Err(Error::InvalidOption {
                 option: "label",
@@ -263,15 +279,23 @@ fn orchestrator_rules(named_secret: Option<&str>, exec_upload: bool) -> Vec<Poli
 /// [`JobOptions::secret_name`], the Secret of that name. Without, none is rendered, and the Pod
 /// mounts the Secret named in the options if it exists, or none at all by default.
 ///
+/// For one platform of a multi-platform build (a [`BuildConfig::for_platform`] config), the Job
+/// builds that platform on a node of it and pushes the image by digest only (see the module
+/// docs); the whole multi-platform request is one Job per platform:
+/// [`render_platforms`](super::render_platforms).
+///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::InvalidMetadata`], [`Error::InvalidQuantity`] or
 /// [`Error::InvalidOption`] naming the option at fault; [`Error::InvalidDockerConfig`] when the
-/// credentials are not a JSON object with an `auths` object.
+/// credentials are not a JSON object with an `auths` object; [`Error::Config`] naming the
+/// `platforms` field for a whole multi-platform request, which is not one Job, or the `platform`
+/// field for a platform whose slug is no label value.
 pub fn render(
     config: &BuildConfig,
     options: &JobOptions,
     docker_config_json: Option<&[u8]>,
 ) -> Result<BuildManifests> {
+    check_platform(config)?;
     validate_options(options)?;
     let names = resolve_names(config, options, docker_config_json)?;
     if let Some(json) = docker_config_json {
@@ -289,6 +313,9 @@ pub fn render(
         if per_build {
             l.insert(LABEL_INSTANCE.to_owned(), names.job.clone());
             l.insert(LABEL_IMAGE_HASH.to_owned(), image_hash.clone());
+            if let Some(p) = config.target_platform() {
+                l.insert(LABEL_PLATFORM.to_owned(), p.slug());
+            }
         }
         l
     };
@@ -297,6 +324,9 @@ pub fn render(
         if per_build {
             a.insert(ANNOTATION_IMAGE.to_owned(), config.image().to_string());
             a.insert(ANNOTATION_BUILD_HASH.to_owned(), config.build_hash().to_string());
+            if let Some(p) = config.target_platform() {
+                a.insert(ANNOTATION_PLATFORM.to_owned(), p.to_string());
+            }
         }
         (!a.is_empty()).then_some(a)
     };
@@ -422,13 +452,13 @@ fn build_job(
     have_credentials: bool,
     meta: &dyn Fn(&str, bool, &str, bool) -> ObjectMeta,
 ) -> Result<Job> {
-    let volumes = PodVolumes::new(config, names, have_credentials);
+    let volumes = PodVolumes::new(config, options, names, have_credentials);
     let init = init_container(config, options, names, &volumes);
     let builder = builder_container(config, options, &volumes);
     let mut pod_meta = meta(&names.job, true, "build", true);
     pod_meta.name = None;
     pod_meta.namespace = None;
-    let pod = pod_spec(options, names, init, builder, volumes.volumes);
+    let pod = pod_spec(config, options, names, init, builder, volumes.volumes);
     let deadline = i64::try_from(options.active_deadline.as_secs()).map_err(|_| Error::InvalidOption {
         option: "active_deadline",
         problem: "too long".to_owned(),
@@ -462,10 +492,13 @@ struct PodVolumes {
     has_context: bool,
     /// The PVC context's `subPath`.
     context_sub_path: Option<String>,
+    /// Whether the Job builds one platform of a multi-platform build, with the `kaniko-tools`
+    /// and `kaniko-out` emptyDirs.
+    platform: bool,
 }
 
 impl PodVolumes {
-    fn new(config: &BuildConfig, names: &Names, have_credentials: bool) -> Self {
+    fn new(config: &BuildConfig, options: &JobOptions, names: &Names, have_credentials: bool) -> Self {
         // No Secret named and no credentials: nothing is mounted, so a build never sees a Secret
         // another build of the namespace made.
         let docker_config_volume = names.secret.as_ref().map(|secret| Volume {
@@ -494,11 +527,28 @@ impl PodVolumes {
         let (context_volume, context_sub_path) = context_volume(config.context());
         let has_context = context_volume.is_some();
         volumes.extend(context_volume);
+        let platform = config.target_platform().is_some();
+        if platform {
+            volumes.push(Volume {
+                name: VOLUME_TOOLS.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            });
+            volumes.push(Volume {
+                name: VOLUME_OUT.to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: options.output_size_limit.clone(),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+        }
         Self {
             volumes,
             docker_config,
             has_context,
             context_sub_path,
+            platform,
         }
     }
 }
@@ -551,8 +601,11 @@ fn init_container(
     volumes: &PodVolumes,
 ) -> Container {
     let context = config.context();
-    let mut env_vars = vec![
-        env("KB_DESTINATION", config.image().to_string()),
+    // A platform's image is never under the tag (the index is): its check must not skip, whatever
+    // a shared ConfigMap says, so FORCE_BUILD is set here rather than read from it.
+    let force_build = if volumes.platform {
+        env(seed::FORCE_BUILD, "Y")
+    } else {
         EnvVar {
             name: seed::FORCE_BUILD.to_owned(),
             value_from: Some(EnvVarSource {
@@ -564,7 +617,11 @@ fn init_container(
                 ..EnvVarSource::default()
             }),
             ..EnvVar::default()
-        },
+        }
+    };
+    let mut env_vars = vec![
+        env("KB_DESTINATION", config.image().to_string()),
+        force_build,
         env("DOCKER_CONFIG", DOCKER_CONFIG_DIR),
     ];
     if config.destination_is_insecure() {
@@ -585,10 +642,16 @@ fn init_container(
         }
         _ => {}
     }
+    let script = if volumes.platform {
+        mounts.push(mount(VOLUME_TOOLS, TOOLS_DIR, false));
+        format!("{}{}", scripts::PLATFORM_INIT_PRELUDE, scripts::INIT_SCRIPT)
+    } else {
+        scripts::INIT_SCRIPT.to_owned()
+    };
     Container {
         name: INIT_CONTAINER.to_owned(),
         image: Some(options.init_image.clone()),
-        command: Some(strings(&["/busybox/sh", "-c", scripts::INIT_SCRIPT])),
+        command: Some(vec!["/busybox/sh".to_owned(), "-c".to_owned(), script]),
         env: Some(env_vars),
         volume_mounts: Some(mounts),
         resources: Some(options.init_resources.clone()),
@@ -615,12 +678,15 @@ fn builder_container(config: &BuildConfig, options: &JobOptions, volumes: &PodVo
             ..mount(VOLUME_CONTEXT, CONTEXT_DIR, true)
         });
     }
-    let mut command = strings(&[
-        "/busybox/sh",
-        "-c",
-        scripts::BUILDER_WRAPPER,
-        scripts::BUILDER_ARGV0,
-    ]);
+    let wrapper = if volumes.platform {
+        env_vars.push(env(ENV_PUSH, args::push_targets(config).join("\n")));
+        mounts.push(mount(VOLUME_TOOLS, TOOLS_DIR, true));
+        mounts.push(mount(VOLUME_OUT, OUT_DIR, false));
+        scripts::PLATFORM_BUILDER_WRAPPER
+    } else {
+        scripts::BUILDER_WRAPPER
+    };
+    let mut command = strings(&["/busybox/sh", "-c", wrapper, scripts::BUILDER_ARGV0]);
     command.extend(kaniko_args(config));
     Container {
         name: BUILDER_CONTAINER.to_owned(),
@@ -638,6 +704,7 @@ fn builder_container(config: &BuildConfig, options: &JobOptions, volumes: &PodVo
 
 /// The build Pod: never restarted, no API token, the scheduling options.
 fn pod_spec(
+    config: &BuildConfig,
     options: &JobOptions,
     names: &Names,
     init: Container,
@@ -652,7 +719,7 @@ fn pod_spec(
         init_containers: Some(vec![init]),
         containers: vec![builder],
         volumes: Some(volumes),
-        node_selector: (!options.node_selector.is_empty()).then(|| options.node_selector.clone()),
+        node_selector: Some(node_selector(config, options)).filter(|s| !s.is_empty()),
         tolerations: (!options.tolerations.is_empty()).then(|| options.tolerations.clone()),
         affinity: options.affinity.clone(),
         image_pull_secrets: (!options.image_pull_secrets.is_empty()).then(|| {

@@ -117,3 +117,94 @@ esac
 
 /// `$0` of the wrapper: the first argument after the script.
 pub const BUILDER_ARGV0: &str = "kaniko";
+
+/// What `kaniko-init` runs before [`INIT_SCRIPT`] in the Job of one platform of a multi-platform
+/// build, as `/busybox/sh -c "$PLATFORM_INIT_PRELUDE$INIT_SCRIPT"`: it copies crane into the
+/// `kaniko-tools` emptyDir (`/kaniko/tools/crane`), where [`PLATFORM_BUILDER_WRAPPER`] runs it
+/// to push the image by digest (the kaniko image has no crane, and crane is a static binary).
+/// A failed copy is an error decision (`{"decision":"error",…}`, exit 1), like any other.
+pub const PLATFORM_INIT_PRELUDE: &str = r#"PATH="$PATH:/ko-app:/busybox"
+if ! src=$(command -v crane) || ! cp "$src" /kaniko/tools/crane || ! chmod 0755 /kaniko/tools/crane; then
+  echo "kaniko-init: cannot copy crane to /kaniko/tools/crane" >&2
+  printf '{"decision":"error","message":"cannot copy crane to /kaniko/tools/crane"}' > /dev/termination-log
+  exit 1
+fi
+"#;
+
+/// The `image-builder` wrapper of one platform of a multi-platform build, run as
+/// `/busybox/sh -c PLATFORM_BUILDER_WRAPPER kaniko <kaniko args…>`.
+///
+/// kaniko cannot push by digest (its destinations are tags), so it gets no `--destination`: it
+/// writes the image as an OCI layout (`--no-push --image-format=oci
+/// --oci-layout-path=/kaniko/out/layout --digest-file=/kaniko/out/digest`). Then the crane that
+/// `kaniko-init` copied pushes that layout by digest only, no tag, once per line of `KB_PUSH`
+/// (`<registry>/<repository>` and crane's flags, i.e. `--insecure` for a registry without TLS
+/// or TLS verification): `/kaniko/tools/crane push [--insecure] /kaniko/out/layout
+/// "<registry>/<repository>@$digest"`, with the Secret's `config.json` through `DOCKER_CONFIG`.
+/// Last, the digest goes to `/dev/termination-log`, as kaniko's `--digest-file` writes it for a
+/// single-platform build.
+///
+/// The decision is honoured as in [`BUILDER_WRAPPER`] (a `skip` is copied to the termination
+/// message, exit 0; a platform's Job is rendered forced, so it never skips). Any failure — no
+/// decision, no crane, kaniko's exit code, no or a malformed digest file, no layout, a crane push
+/// — exits 1 with `image-builder: <what failed>` on stderr and in the termination message.
+///
+/// After kaniko ran, the root filesystem holds the built image's files, possibly of another
+/// architecture: from there on the script uses only shell builtins and the two binaries under
+/// `/kaniko`, which kaniko never touches, with `PATH=/kaniko:/busybox` (kaniko's credential
+/// helpers for crane).
+pub const PLATFORM_BUILDER_WRAPPER: &str = r#"out=/kaniko/out
+crane=/kaniko/tools/crane
+fail() {
+  echo "image-builder: $1" >&2
+  printf 'image-builder: %s' "$1" > /dev/termination-log
+  exit 1
+}
+decision=$(cat /kaniko/state/decision 2>/dev/null)
+case "$decision" in
+  *'"decision":"skip"'*)
+    printf '%s' "$decision" > /dev/termination-log
+    echo "image-builder: the image exists, not building: $decision"
+    exit 0
+    ;;
+  *'"decision":"build"'*) ;;
+  *) fail "no decision from kaniko-init in /kaniko/state/decision" ;;
+esac
+[ -x "$crane" ] || fail "no crane at $crane (kaniko-init copies it there)"
+[ -n "${KB_PUSH:-}" ] || fail "KB_PUSH names no repository to push to"
+rm -rf "$out/layout" "$out/digest"
+/kaniko/executor "$@" || fail "kaniko failed with exit code $?"
+# The root filesystem is now the built image's: builtins and /kaniko only.
+PATH=/kaniko:/busybox
+[ -f "$out/digest" ] || fail "kaniko wrote no digest to $out/digest"
+digest=
+read -r digest < "$out/digest"
+hex=${digest#sha256:}
+case "$digest" in
+  sha256:*) ;;
+  *) fail "kaniko wrote no sha256 digest to $out/digest: $digest" ;;
+esac
+case "$hex" in
+  *[!0-9a-f]*) fail "kaniko wrote a malformed digest to $out/digest: $digest" ;;
+esac
+[ "${#hex}" -eq 64 ] || fail "kaniko wrote a malformed digest to $out/digest: $digest"
+[ -f "$out/layout/index.json" ] || fail "kaniko wrote no OCI layout to $out/layout"
+set -f
+IFS='
+'
+for line in $KB_PUSH; do
+  IFS=' '
+  set -- $line
+  repo=$1
+  shift
+  echo "image-builder: $crane push $* $out/layout $repo@$digest"
+  pushed=$("$crane" push "$@" "$out/layout" "$repo@$digest") \
+    || fail "crane push to $repo@$digest failed with exit code $?"
+  case "$pushed" in
+    *"@$digest") echo "image-builder: pushed $pushed" ;;
+    *) fail "crane push to $repo@$digest printed $pushed, not the digest" ;;
+  esac
+done
+printf '%s' "$digest" > /dev/termination-log
+exit 0
+"#;

@@ -7,7 +7,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::config::{CacheConfig, SnapshotMode, Verbosity};
-use kaniko_builder_core::{BuildConfig, BuildConfigBuilder, ImageRef};
+use kaniko_builder_core::{BuildConfig, BuildConfigBuilder, ImageRef, Platform};
 use rstest::rstest;
 
 use super::*;
@@ -459,6 +459,9 @@ fn quantity(cpu: &str) -> ResourceRequirements {
 #[case::pull_secret(JobOptions::default().image_pull_secret("Bad"), "image pull secret")]
 #[case::label_value(JobOptions::default().label("team", "a b"), "team")]
 #[case::reserved_label(JobOptions::default().label(LABEL_INSTANCE, "x"), "label")]
+#[case::reserved_platform_label(JobOptions::default().label(LABEL_PLATFORM, "x"), "label")]
+#[case::platform_node_selector(JobOptions::default().platform_node_selector(platform("linux/arm64"), BTreeMap::from([("a b".to_owned(), "c".to_owned())])), "platform_node_selector")]
+#[case::output_size_limit(JobOptions::default().output_size_limit("ten"), "output_size_limit")]
 #[case::annotation(JobOptions::default().annotation("bad key", "x"), "bad key")]
 #[case::deadline(JobOptions::default().active_deadline(Duration::ZERO), "active_deadline")]
 #[case::ttl(JobOptions::default().ttl_after_finished(Duration::from_secs(u64::MAX)), "ttl_after_finished")]
@@ -523,5 +526,439 @@ fn yaml_round_trips_to_the_same_objects() {
     assert!(
         yaml.contains("FORCE_BUILD: 'Y'") || yaml.contains("FORCE_BUILD: \"Y\""),
         "{yaml}"
+    );
+}
+
+fn platform(s: &str) -> Platform {
+    s.parse().expect("test platform")
+}
+
+/// A two-platform request on three registries: the image's (insecure), a skip-TLS one and a
+/// secure one, and a second tag of the image's repository.
+fn multi_platform() -> BuildConfig {
+    builder("registry.local:5000/team/app:v1")
+        .destinations([
+            ImageRef::parse("registry.local:5000/team/app:latest").expect("ref"),
+            ImageRef::parse("other.io/team/app:v1").expect("ref"),
+            ImageRef::parse("ghcr.io/acme/app:v1").expect("ref"),
+        ])
+        .insecure_registry("registry.local:5000")
+        .skip_tls_verify_registry("other.io")
+        .platforms([platform("linux/amd64"), platform("linux/arm64")])
+        .build()
+        .expect("valid")
+}
+
+fn builder_container(m: &BuildManifests) -> &Container {
+    &pod(m).containers[0]
+}
+
+fn mounts(c: &Container) -> Vec<(&str, &str, Option<bool>)> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+        .collect()
+}
+
+#[test]
+fn a_multi_platform_request_is_one_job_per_platform() {
+    let config = multi_platform();
+    let err = render(&config, &JobOptions::default(), None).expect_err("not one Job");
+    assert!(err.is_invalid_input());
+    assert!(
+        matches!(&err, Error::Config(core) if core.culprit() == Some("platforms")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("for_platform(p)"), "{err}");
+
+    let rendered = render_platforms(&config, &JobOptions::default(), Some(&docker_config())).expect("render");
+    let platforms: Vec<String> = rendered.iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    for (p, m) in &rendered {
+        let one = config.for_platform(p);
+        assert_eq!(m.job_name(), one.job_name());
+        assert!(
+            m.job_name().contains(&format!("-v1-{}-", p.slug())),
+            "{}",
+            m.job_name()
+        );
+        let direct = render(&one, &JobOptions::default(), Some(&docker_config())).expect("render");
+        assert_eq!(m.to_yaml().expect("yaml"), direct.to_yaml().expect("yaml"));
+    }
+    assert_ne!(rendered[0].1.job_name(), rendered[1].1.job_name());
+
+    // A single-platform build is not a multi-platform one.
+    let err = render_platforms(&self::config(), &JobOptions::default(), None).expect_err("no platforms");
+    assert!(
+        matches!(&err, Error::Config(core) if core.culprit() == Some("platforms")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_platform_job_builds_an_oci_layout_without_destinations() {
+    let c = builder("registry.local:5000/team/app:v1")
+        .destination(ImageRef::parse("registry.local:5000/team/app:latest").expect("ref"))
+        .build_arg("A", "1")
+        .cache(CacheConfig::default())
+        .insecure_registry("registry.local:5000")
+        .platforms([platform("linux/arm/v7")])
+        .build()
+        .expect("valid");
+    let one = c.for_platform(&platform("linux/arm/v7"));
+    assert_eq!(
+        kaniko_args(&one),
+        [
+            "--context=dir:///workspace",
+            "--dockerfile=Dockerfile",
+            "--custom-platform=linux/arm/v7",
+            "--no-push",
+            "--image-format=oci",
+            "--oci-layout-path=/kaniko/out/layout",
+            "--build-arg=A=1",
+            "--digest-file=/kaniko/out/digest",
+            "--cache=true",
+            "--cache-repo=registry.local:5000/team/app/cache",
+            "--insecure-registry=registry.local:5000",
+        ]
+    );
+    assert!(!kaniko_args(&one).iter().any(|a| a.starts_with("--destination")));
+    // A cache repository given is kept; a single-platform build still has its destinations.
+    let with_repo = builder("registry.local:5000/team/app:v1")
+        .cache(CacheConfig {
+            repo: Some("registry.local:5000/cache".into()),
+            ttl: None,
+        })
+        .build()
+        .expect("valid");
+    assert!(
+        kaniko_args(&with_repo.for_platform(&platform("linux/amd64")))
+            .contains(&"--cache-repo=registry.local:5000/cache".to_owned())
+    );
+    let single = kaniko_args(&with_repo);
+    assert!(single.contains(&"--destination=registry.local:5000/team/app:v1".to_owned()));
+    assert!(single.contains(&"--digest-file=/dev/termination-log".to_owned()));
+    assert!(
+        !single
+            .iter()
+            .any(|a| a.starts_with("--custom-platform") || a == "--no-push")
+    );
+
+    // The builder runs kaniko through the platform wrapper.
+    let m = render(&one, &JobOptions::default(), None).expect("render");
+    let command = builder_container(&m).command.as_ref().expect("command");
+    assert_eq!(
+        command[..4],
+        ["/busybox/sh", "-c", scripts::PLATFORM_BUILDER_WRAPPER, "kaniko"]
+    );
+    assert_eq!(command[4..], kaniko_args(&one));
+}
+
+#[test]
+fn a_platform_job_pushes_by_digest_to_each_repository() {
+    let one = multi_platform().for_platform(&platform("linux/arm64"));
+    let m = render(&one, &JobOptions::default(), Some(&docker_config())).expect("render");
+    // Each repository once, the image's first; --insecure only for the insecure and skip-TLS
+    // registries.
+    assert_eq!(
+        env_value(builder_container(&m), ENV_PUSH),
+        Some("registry.local:5000/team/app --insecure\nother.io/team/app --insecure\nghcr.io/acme/app")
+    );
+    let secure = builder("ghcr.io/acme/app:v1")
+        .destination(ImageRef::parse("docker.io/acme/app:v1").expect("ref"))
+        .insecure_registry("registry.local:5000")
+        .build()
+        .expect("valid")
+        .for_platform(&platform("linux/amd64"));
+    let m = render(&secure, &JobOptions::default(), None).expect("render");
+    assert_eq!(
+        env_value(builder_container(&m), ENV_PUSH),
+        Some("ghcr.io/acme/app\ndocker.io/acme/app")
+    );
+    assert_eq!(
+        env_value(builder_container(&m), "DOCKER_CONFIG"),
+        Some(DOCKER_CONFIG_DIR)
+    );
+    // The wrapper's push line.
+    assert!(
+        scripts::PLATFORM_BUILDER_WRAPPER
+            .contains(r#"pushed=$("$crane" push "$@" "$out/layout" "$repo@$digest")"#)
+    );
+    assert!(scripts::PLATFORM_BUILDER_WRAPPER.starts_with("out=/kaniko/out\ncrane=/kaniko/tools/crane\n"));
+    // A single-platform build has none of it.
+    let m = render(&config(), &JobOptions::default(), None).expect("render");
+    assert_eq!(env_value(builder_container(&m), ENV_PUSH), None);
+}
+
+#[test]
+fn a_platform_job_runs_on_a_node_of_its_platform() {
+    let config = multi_platform();
+    let arm64 = platform("linux/arm64");
+    let amd64 = platform("linux/amd64");
+    let selector = |options: &JobOptions, p: &Platform| {
+        let m = render(&config.for_platform(p), options, None).expect("render");
+        pod(&m).node_selector.clone().unwrap_or_default()
+    };
+    let pairs = |items: &[(&str, &str)]| -> BTreeMap<String, String> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    // The default pair, merged over the options' selector (whose own arch it replaces).
+    let options = JobOptions::default()
+        .node_selector("pool", "builds")
+        .node_selector("kubernetes.io/arch", "amd64");
+    assert_eq!(
+        selector(&options, &arm64),
+        pairs(&[
+            ("kubernetes.io/arch", "arm64"),
+            ("kubernetes.io/os", "linux"),
+            ("pool", "builds")
+        ])
+    );
+    // Overridden for one platform; the other keeps the default.
+    let options = options.platform_node_selector(arm64.clone(), pairs(&[("example.com/cpu", "graviton")]));
+    assert_eq!(
+        selector(&options, &arm64),
+        pairs(&[("example.com/cpu", "graviton"), ("pool", "builds")])
+    );
+    assert_eq!(
+        selector(&options, &amd64),
+        pairs(&[
+            ("kubernetes.io/arch", "amd64"),
+            ("kubernetes.io/os", "linux"),
+            ("pool", "builds")
+        ])
+    );
+    // An empty override: anywhere.
+    let anywhere = JobOptions::default().platform_node_selector(arm64.clone(), BTreeMap::new());
+    assert!(selector(&anywhere, &arm64).is_empty());
+    // The variant is no node label.
+    let v7 = builder("registry.local:5000/team/app:v1")
+        .platforms([platform("linux/arm/v7")])
+        .build()
+        .expect("valid");
+    let m = render(
+        &v7.for_platform(&platform("linux/arm/v7")),
+        &JobOptions::default(),
+        None,
+    )
+    .expect("render");
+    assert_eq!(
+        pod(&m).node_selector.clone().unwrap_or_default(),
+        pairs(&[("kubernetes.io/arch", "arm"), ("kubernetes.io/os", "linux")])
+    );
+    // A single-platform build keeps the options' selector as it is.
+    let m = render(&self::config(), &options, None).expect("render");
+    assert_eq!(
+        pod(&m).node_selector.clone().unwrap_or_default(),
+        pairs(&[("kubernetes.io/arch", "amd64"), ("pool", "builds")])
+    );
+}
+
+#[test]
+fn a_platform_job_is_labelled_with_its_platform() {
+    let config = builder("registry.local:5000/team/app:v1")
+        .platforms([platform("linux/arm/v7")])
+        .build()
+        .expect("valid");
+    let m = render(
+        &config.for_platform(&platform("linux/arm/v7")),
+        &JobOptions::default(),
+        None,
+    )
+    .expect("render");
+    let template = m
+        .job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .expect("meta");
+    for meta in [&m.job.metadata, template, &m.config_map.metadata] {
+        assert_eq!(
+            meta.labels.as_ref().expect("labels")[LABEL_PLATFORM],
+            "linux-arm-v7"
+        );
+        assert_eq!(
+            meta.annotations.as_ref().expect("annotations")[ANNOTATION_PLATFORM],
+            "linux/arm/v7"
+        );
+    }
+    assert!(
+        !m.namespace
+            .metadata
+            .labels
+            .as_ref()
+            .expect("labels")
+            .contains_key(LABEL_PLATFORM)
+    );
+    let single = render(&self::config(), &JobOptions::default(), None).expect("render");
+    assert!(
+        !single
+            .job
+            .metadata
+            .labels
+            .as_ref()
+            .expect("labels")
+            .contains_key(LABEL_PLATFORM)
+    );
+    assert!(
+        !single
+            .job
+            .metadata
+            .annotations
+            .as_ref()
+            .expect("annotations")
+            .contains_key(ANNOTATION_PLATFORM)
+    );
+}
+
+#[test]
+fn a_platform_job_shares_crane_and_an_output_volume() {
+    let one = multi_platform().for_platform(&platform("linux/arm64"));
+    let m = render(&one, &JobOptions::default(), Some(&docker_config())).expect("render");
+    let p = pod(&m);
+    let volume = |name: &str| {
+        p.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    assert_eq!(volume("kaniko-tools").empty_dir, Some(Default::default()));
+    assert_eq!(volume("kaniko-out").empty_dir, Some(Default::default()));
+    assert_eq!(
+        mounts(init(&m)),
+        [
+            ("docker-config", DOCKER_CONFIG_DIR, Some(true)),
+            ("kaniko-state", STATE_DIR, Some(false)),
+            ("kaniko-tools", TOOLS_DIR, Some(false)),
+        ]
+    );
+    assert_eq!(
+        mounts(builder_container(&m)),
+        [
+            ("docker-config", DOCKER_CONFIG_DIR, Some(true)),
+            ("kaniko-state", STATE_DIR, Some(true)),
+            ("build-context", CONTEXT_DIR, Some(true)),
+            ("kaniko-tools", TOOLS_DIR, Some(true)),
+            ("kaniko-out", OUT_DIR, Some(false)),
+        ]
+    );
+    // The layout's volume can be bounded.
+    let m = render(&one, &JobOptions::default().output_size_limit("20Gi"), None).expect("render");
+    let out = pod(&m)
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "kaniko-out")
+        .and_then(|v| v.empty_dir.as_ref())
+        .expect("kaniko-out");
+    assert_eq!(out.size_limit, Some(Quantity("20Gi".to_owned())));
+    // A single-platform build has neither volume.
+    let m = render(&config(), &JobOptions::default().output_size_limit("20Gi"), None).expect("render");
+    let names: Vec<&str> = pod(&m)
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names, ["kaniko-state", "build-context"]);
+}
+
+#[test]
+fn a_platform_jobs_init_copies_crane_and_never_skips() {
+    let one = multi_platform().for_platform(&platform("linux/arm64"));
+    let m = render(&one, &JobOptions::default(), None).expect("render");
+    let command = init(&m).command.as_ref().expect("command");
+    assert_eq!(command[..2], ["/busybox/sh", "-c"]);
+    assert_eq!(
+        command[2],
+        format!("{}{}", scripts::PLATFORM_INIT_PRELUDE, scripts::INIT_SCRIPT)
+    );
+    assert!(scripts::PLATFORM_INIT_PRELUDE.contains(r#"cp "$src" /kaniko/tools/crane"#));
+    // Forced, whatever the ConfigMap says: the tag holds the index, not this platform's image.
+    let force = init(&m)
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "FORCE_BUILD")
+        .expect("FORCE_BUILD");
+    assert_eq!((force.value.as_deref(), &force.value_from), (Some("Y"), &None));
+    assert_eq!(m.config_map.data.as_ref().expect("data")["FORCE_BUILD"], "N");
+    // A single-platform build reads it from the ConfigMap.
+    let m = render(&config(), &JobOptions::default(), None).expect("render");
+    let force = init(&m)
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "FORCE_BUILD")
+        .expect("FORCE_BUILD");
+    assert!(force.value.is_none() && force.value_from.is_some());
+    assert_eq!(
+        init(&m).command.as_ref().expect("command")[2],
+        scripts::INIT_SCRIPT
+    );
+}
+
+#[test]
+fn platform_yaml_writes_shared_objects_once() {
+    let config = multi_platform();
+    let count = |options: &JobOptions| {
+        let rendered = render_platforms(&config, options, Some(&docker_config())).expect("render");
+        let yaml = platforms_to_yaml(&rendered).expect("yaml");
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("parse back");
+        let kinds: Vec<String> = docs
+            .iter()
+            .map(|d| d["kind"].as_str().expect("kind").to_owned())
+            .collect();
+        kinds
+    };
+    // Per-build ConfigMaps: one per platform, with its Job.
+    assert_eq!(
+        count(&JobOptions::default()),
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "ConfigMap",
+            "Job",
+            "ConfigMap",
+            "Job"
+        ]
+    );
+    // Seed-compatible: the seed's ConfigMap once.
+    assert_eq!(
+        count(&JobOptions::default().seed_compatible(true)),
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "ConfigMap",
+            "Job",
+            "Job"
+        ]
+    );
+}
+
+#[test]
+fn a_platform_whose_slug_is_no_label_value_is_refused() {
+    let long = Platform::new("linux", &"a".repeat(32), Some(&"b".repeat(32))).expect("valid platform");
+    let config = builder("registry.local:5000/team/app:v1")
+        .platforms([long.clone()])
+        .build()
+        .expect("valid");
+    let err = render(&config.for_platform(&long), &JobOptions::default(), None).expect_err("too long");
+    assert!(
+        matches!(&err, Error::Config(core) if core.culprit() == Some("platform")),
+        "{err:?}"
     );
 }

@@ -5,7 +5,9 @@
 //!   plus the node's registry CAs, as a cluster whose nodes trust a private CA would provide);
 //! - **kaniko's debug image** (`image-builder`): busybox at `/busybox` and `/kaniko/executor`,
 //!   the one stand-in left: a script that hands its arguments to the node, which builds with
-//!   buildah (see [`super::executor`]).
+//!   buildah (see [`super::executor`]); the same CA bundle at
+//!   `/kaniko/ssl/certs/ca-certificates.crt` (the image's `SSL_CERT_DIR`), which the crane a
+//!   multi-platform build copies in uses to push.
 //!
 //! Their environment and working directory are the real images' (read from their build files).
 
@@ -167,7 +169,12 @@ impl Images {
                 files.push((self.crane.as_path(), "/ko-app/crane"));
                 files.push((self.ca_bundle.as_path(), "/etc/ssl/certs/ca-certificates.crt"));
             }
-            ImageKind::KanikoDebug => files.push((self.executor.as_path(), "/kaniko/executor")),
+            ImageKind::KanikoDebug => {
+                files.push((self.executor.as_path(), "/kaniko/executor"));
+                // The real image ships the roots at /kaniko/ssl/certs (its SSL_CERT_DIR); a
+                // private registry's CA is added there, as for kaniko itself.
+                files.push((self.ca_bundle.as_path(), "/kaniko/ssl/certs/ca-certificates.crt"));
+            }
         }
         files
     }
