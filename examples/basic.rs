@@ -437,15 +437,14 @@ fn plan(
             let registry = build.config().image().registry().to_owned();
             let reason = format!("cannot tell whether the tag exists: {}", error_chain(&e));
             let hint = hint(args, &registry, e.kind());
-            let manifests = kaniko_builder::k8s::render(build.config(), &Default::default(), None)?;
-            (
-                UNKNOWN,
-                None,
-                Some(e.kind()),
-                reason,
-                manifests.to_yaml()?,
-                Some(hint),
-            )
+            let config = build.config();
+            let yaml = if config.platforms().is_empty() {
+                kaniko_builder::k8s::render(config, &Default::default(), None)?.to_yaml()?
+            } else {
+                let jobs = kaniko_builder::k8s::manifest::render_platforms(config, &Default::default(), None)?;
+                kaniko_builder::k8s::manifest::platforms_to_yaml(&jobs)?
+            };
+            (UNKNOWN, None, Some(e.kind()), reason, yaml, Some(hint))
         }
         Err(e) => return Err(e.into()),
     };

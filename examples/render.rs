@@ -121,7 +121,12 @@ fn main() -> anyhow::Result<()> {
         .map(read_docker_config)
         .transpose()?;
     let options = JobOptions::default().seed_compatible(args.seed_compatible);
-    let manifests = manifest::render(&config, &options, docker_config.as_deref())?;
-    print!("{}", manifests.to_yaml()?);
+    // A multi-platform build (DOCKER_PLATFORMS) is one Job per platform.
+    if config.platforms().is_empty() {
+        print!("{}", manifest::render(&config, &options, docker_config.as_deref())?.to_yaml()?);
+    } else {
+        let jobs = manifest::render_platforms(&config, &options, docker_config.as_deref())?;
+        print!("{}", manifest::platforms_to_yaml(&jobs)?);
+    }
     Ok(())
 }

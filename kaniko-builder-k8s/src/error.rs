@@ -84,9 +84,9 @@ pub enum Error {
         field: crate::preflight::ImageField,
         /// The reference, normalised.
         reference: String,
-        /// The registry client's error.
+        /// The registry client's error (boxed: it is the largest, and errors stay small).
         #[source]
-        source: kaniko_builder_registry::Error,
+        source: Box<kaniko_builder_registry::Error>,
     },
 }
 

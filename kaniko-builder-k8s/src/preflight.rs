@@ -133,7 +133,7 @@ impl ImageCheck {
             ImageStatus::Failed(source) => Err(Error::ImageCheckFailed {
                 field: self.field,
                 reference: self.reference.to_string(),
-                source,
+                source: Box::new(source),
             }),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kaniko_builder_core::config::ContextSource;
 use kaniko_builder_core::flow::{
-    BuildEvent, BuildOutcome, CancellationToken, FailureReason, FlowOptions, ImageProbe as _, run_build,
+    BuildEvent, BuildOutcome, CancellationToken, FailureReason, FlowOptions, run_build,
 };
 use kaniko_builder_core::{BuildConfig, Platform, Probe};
 use kaniko_builder_k8s::KubeRunner;

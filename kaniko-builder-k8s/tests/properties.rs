@@ -12,7 +12,7 @@ use kaniko_builder_core::config::names::{
     is_dns1123_label, is_dns1123_subdomain, is_label_value, is_qualified_name,
 };
 use kaniko_builder_core::config::{CacheConfig, ContextSource, SnapshotMode, Verbosity};
-use kaniko_builder_core::{BuildConfig, ImageRef};
+use kaniko_builder_core::{BuildConfig, ImageRef, Platform};
 use kaniko_builder_k8s::manifest::{
     self, BUILDER_CONTAINER, BuildManifests, CONTEXT_DIR, INIT_CONTAINER, JobOptions, Object, Orchestrator,
 };
@@ -89,13 +89,14 @@ fn config() -> impl Strategy<Value = BuildConfig> {
             prop::option::of(0u32..10),
             prop::option::of(prop_oneof![Just(Verbosity::Info), Just(Verbosity::Trace)]),
             "[a-z]([a-z0-9-]{0,20}[a-z0-9])?",
+            prop::option::of(platform()),
         ),
     )
         .prop_map(
             |(
                 (image, extra, context, dockerfile, force),
                 (args, target, labels, cache),
-                (insecure, snapshot, reproducible, retry, verbosity, namespace),
+                (insecure, snapshot, reproducible, retry, verbosity, namespace, platform),
             )| {
                 let mut b = BuildConfig::builder(image)
                     .destinations(extra)
@@ -131,9 +132,32 @@ fn config() -> impl Strategy<Value = BuildConfig> {
                 if let Some(v) = verbosity {
                     b = b.verbosity(v);
                 }
-                b.build().expect("generated configs are valid")
+                // One platform's Job of a multi-platform build, or a single-platform build.
+                match platform {
+                    Some(p) => b
+                        .platforms([p.clone()])
+                        .build()
+                        .expect("generated configs are valid")
+                        .for_platform(&p),
+                    None => b.build().expect("generated configs are valid"),
+                }
             },
         )
+}
+
+fn platform() -> impl Strategy<Value = Platform> {
+    (
+        prop_oneof![Just("linux".to_owned()), "[a-z][a-z0-9]{0,7}"],
+        prop_oneof![
+            Just("amd64".to_owned()),
+            Just("arm64".to_owned()),
+            "[a-z]([a-z0-9_]{0,6}[a-z0-9])?"
+        ],
+        prop::option::of("v[0-9]{1,2}"),
+    )
+        .prop_map(|(os, arch, variant)| {
+            Platform::new(&os, &arch, variant.as_deref()).expect("valid platform")
+        })
 }
 
 fn options() -> impl Strategy<Value = JobOptions> {
@@ -237,6 +261,52 @@ proptest! {
         prop_assert_eq!(command[4..].to_vec(), manifest::kaniko_args(&config));
         let init = &pod(&m).init_containers.as_ref().expect("init")[0];
         prop_assert_eq!(&init.name, INIT_CONTAINER);
+        // One platform's Job: no tag pushed, built on a node of the platform, never skipped.
+        if let Some(p) = config.target_platform() {
+            prop_assert!(!command.iter().any(|a| a.starts_with("--destination=")));
+            let custom_platform = format!("--custom-platform={p}");
+            prop_assert!(command.contains(&custom_platform));
+            let push = builder.env.iter().flatten().find(|e| e.name == manifest::ENV_PUSH)
+                .and_then(|e| e.value.clone()).expect("KB_PUSH");
+            prop_assert_eq!(push.lines().count(), config.destinations().map(|d| d.name()).collect::<std::collections::BTreeSet<_>>().len());
+            let selector = pod(&m).node_selector.clone().unwrap_or_default();
+            prop_assert_eq!(selector.get("kubernetes.io/arch").map(String::as_str), Some(p.architecture()));
+            let force = init.env.iter().flatten().find(|e| e.name == "FORCE_BUILD").expect("FORCE_BUILD");
+            prop_assert_eq!(force.value.as_deref(), Some("Y"));
+            let labels = m.job.metadata.labels.clone().unwrap_or_default();
+            prop_assert_eq!(labels.get(manifest::LABEL_PLATFORM), Some(&p.slug()));
+        } else {
+            prop_assert!(builder.env.iter().flatten().all(|e| e.name != manifest::ENV_PUSH));
+        }
+    }
+
+    #[test]
+    fn a_multi_platform_request_renders_one_valid_job_per_platform(
+        image in image(),
+        extra in prop::collection::vec(image(), 0..3),
+        context in context(),
+        platforms in prop::collection::btree_set(platform(), 1..4),
+    ) {
+        let whole = BuildConfig::builder(image)
+            .destinations(extra)
+            .context(context)
+            .platforms(platforms.iter().cloned())
+            .build()
+            .expect("valid");
+        prop_assert!(manifest::render(&whole, &JobOptions::default(), None).is_err());
+        let rendered = manifest::render_platforms(&whole, &JobOptions::default(), None)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(rendered.len(), platforms.len());
+        let mut names = std::collections::BTreeSet::new();
+        for (p, m) in &rendered {
+            prop_assert!(is_dns1123_label(m.job_name()) && m.job_name().len() <= 63, "{}", m.job_name());
+            prop_assert_eq!(m.job_name(), whole.for_platform(p).job_name());
+            names.insert(m.job_name().to_owned());
+            for object in m.objects() {
+                check_meta(object.metadata(), object.kind())?;
+            }
+        }
+        prop_assert_eq!(names.len(), platforms.len(), "one Job name per platform");
     }
 
     #[test]

@@ -195,10 +195,13 @@ mod tests {
     use super::*;
     use crate::{ImageRef, Manifest, media_types};
 
-    /// A registry of tags and indexes: `tag → (digest, platforms if an index)`.
+    /// What a tag holds: its digest, and its platforms if it is an index.
+    type Tagged = (Digest, Option<Vec<Platform>>);
+
+    /// A registry of tags and indexes.
     #[derive(Default)]
     struct Registry {
-        tags: Mutex<HashMap<String, (Digest, Option<Vec<Platform>>)>>,
+        tags: Mutex<HashMap<String, Tagged>>,
         images: Mutex<HashMap<Digest, Platform>>,
         indexes_pushed: Mutex<Vec<Vec<Digest>>>,
     }

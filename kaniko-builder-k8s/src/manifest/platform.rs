@@ -42,6 +42,22 @@ pub(super) fn check_platform(config: &BuildConfig) -> Result<()> {
 /// object: the orchestrator pushes it once every platform is built. For plans, and, with
 /// [`platforms_to_yaml`], for YAML to apply.
 ///
+/// ```
+/// use kaniko_builder_core::{BuildConfig, ImageRef, Platform};
+/// use kaniko_builder_k8s::manifest::{self, JobOptions};
+///
+/// let config = BuildConfig::builder("registry.local:5000/team/app:v1".parse::<ImageRef>()?)
+///     .platforms(["linux/amd64".parse::<Platform>()?, "linux/arm64".parse()?])
+///     .build()?;
+/// assert!(manifest::render(&config, &JobOptions::default(), None).is_err());
+/// let jobs = manifest::render_platforms(&config, &JobOptions::default(), None)?;
+/// let (arm64, manifests) = &jobs[1];
+/// assert_eq!(manifests.job_name(), config.for_platform(arm64).job_name());
+/// let yaml = manifest::platforms_to_yaml(&jobs)?;
+/// assert_eq!(yaml.matches("\nkind: Job\n").count(), 2);
+/// # Ok::<(), kaniko_builder_k8s::Error>(())
+/// ```
+///
 /// # Errors
 /// As [`render`]; [`Error::Config`] naming the `platforms` field when `config` requests no
 /// platforms (render it with [`render`]).

@@ -81,8 +81,9 @@ impl Root {
         std::fs::read_to_string(self.path(rel)).ok()
     }
 
-    /// Runs `/busybox/sh -c <script> <args…>` with `env` and only busybox on `PATH`; the exit code.
-    fn run(&self, script: &str, args: &[String], env: &[(&str, &str)]) -> i32 {
+    /// Runs `/busybox/sh -c <script> <args…>` with `env` and only busybox on `PATH`: the exit code
+    /// and the output, for the assertions' messages.
+    fn run(&self, script: &str, args: &[String], env: &[(&str, &str)]) -> (i32, String) {
         let mut cmd = Command::new(busybox());
         cmd.arg("sh")
             .arg("-c")
@@ -92,12 +93,12 @@ impl Root {
             .env("PATH", self.path("bin"))
             .envs(env.iter().copied());
         let out = cmd.output().expect("run busybox sh");
-        eprintln!(
+        let log = format!(
             "stdout:\n{}\nstderr:\n{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        out.status.code().expect("exit code")
+        (out.status.code().expect("exit code"), log)
     }
 }
 
@@ -173,7 +174,7 @@ fn push_env(m: &BuildManifests) -> String {
 }
 
 /// Runs the rendered wrapper with its rendered arguments after a `decision`.
-fn run_wrapper(root: &Root, decision: Option<&str>, kaniko: &str, crane: &str) -> i32 {
+fn run_wrapper(root: &Root, decision: Option<&str>, kaniko: &str, crane: &str) -> (i32, String) {
     let (config, m) = platform_job();
     if let Some(d) = decision {
         std::fs::write(root.path("kaniko/state/decision"), format!("{d}\n")).expect("decision");
@@ -196,7 +197,8 @@ fn run_wrapper(root: &Root, decision: Option<&str>, kaniko: &str, crane: &str) -
 fn the_wrapper_builds_a_layout_then_pushes_it_by_digest_to_each_repository() {
     let root = Root::new();
     root.script("kaniko/tools/crane", FAKE_CRANE);
-    assert_eq!(run_wrapper(&root, Some(FORCED), "ok", "ok"), 0);
+    let (code, log) = run_wrapper(&root, Some(FORCED), "ok", "ok");
+    assert_eq!(code, 0, "{log}");
     assert_eq!(root.read("termination-log").as_deref(), Some(DIGEST));
     let (config, _) = platform_job();
     let args: Vec<String> = kaniko_args(&config).iter().map(|a| root.relocate(a)).collect();
@@ -213,73 +215,92 @@ fn the_wrapper_builds_a_layout_then_pushes_it_by_digest_to_each_repository() {
     );
 }
 
+/// A way the wrapper must fail: what `kaniko-init` left, what the stand-ins do, and how the
+/// termination message starts.
+struct Failure {
+    name: &'static str,
+    decision: Option<&'static str>,
+    crane_copied: bool,
+    kaniko: &'static str,
+    crane: &'static str,
+    message: &'static str,
+}
+
 #[test]
 fn the_wrapper_fails_clearly() {
-    let cases: [(&str, Option<&str>, bool, &str, &str, &str); 7] = [
-        // name, decision, crane copied, kaniko, crane, the termination message starts with
-        (
-            "no decision",
-            None,
-            true,
-            "ok",
-            "ok",
-            "image-builder: no decision from kaniko-init",
-        ),
-        (
-            "no crane",
-            Some(FORCED),
-            false,
-            "ok",
-            "ok",
-            "image-builder: no crane at",
-        ),
-        (
-            "kaniko fails",
-            Some(FORCED),
-            true,
-            "fail",
-            "ok",
-            "image-builder: kaniko failed with exit code 3",
-        ),
-        (
-            "no digest",
-            Some(FORCED),
-            true,
-            "no-digest",
-            "ok",
-            "image-builder: kaniko wrote no digest",
-        ),
-        (
-            "bad digest",
-            Some(FORCED),
-            true,
-            "bad-digest",
-            "ok",
-            "image-builder: kaniko wrote a malformed digest",
-        ),
-        (
-            "no layout",
-            Some(FORCED),
-            true,
-            "no-layout",
-            "ok",
-            "image-builder: kaniko wrote no OCI layout",
-        ),
-        (
-            "crane fails",
-            Some(FORCED),
-            true,
-            "ok",
-            "fail",
-            "image-builder: crane push to registry.local:5000/team/app@",
-        ),
+    let cases = [
+        Failure {
+            name: "no decision",
+            decision: None,
+            crane_copied: true,
+            kaniko: "ok",
+            crane: "ok",
+            message: "image-builder: no decision from kaniko-init",
+        },
+        Failure {
+            name: "no crane",
+            decision: Some(FORCED),
+            crane_copied: false,
+            kaniko: "ok",
+            crane: "ok",
+            message: "image-builder: no crane at",
+        },
+        Failure {
+            name: "kaniko fails",
+            decision: Some(FORCED),
+            crane_copied: true,
+            kaniko: "fail",
+            crane: "ok",
+            message: "image-builder: kaniko failed with exit code 3",
+        },
+        Failure {
+            name: "no digest",
+            decision: Some(FORCED),
+            crane_copied: true,
+            kaniko: "no-digest",
+            crane: "ok",
+            message: "image-builder: kaniko wrote no digest",
+        },
+        Failure {
+            name: "bad digest",
+            decision: Some(FORCED),
+            crane_copied: true,
+            kaniko: "bad-digest",
+            crane: "ok",
+            message: "image-builder: kaniko wrote a malformed digest",
+        },
+        Failure {
+            name: "no layout",
+            decision: Some(FORCED),
+            crane_copied: true,
+            kaniko: "no-layout",
+            crane: "ok",
+            message: "image-builder: kaniko wrote no OCI layout",
+        },
+        Failure {
+            name: "crane fails",
+            decision: Some(FORCED),
+            crane_copied: true,
+            kaniko: "ok",
+            crane: "fail",
+            message: "image-builder: crane push to registry.local:5000/team/app@",
+        },
     ];
-    for (name, decision, copied, kaniko, crane, message) in cases {
+    for Failure {
+        name,
+        decision,
+        crane_copied,
+        kaniko,
+        crane,
+        message,
+    } in cases
+    {
         let root = Root::new();
-        if copied {
+        if crane_copied {
             root.script("kaniko/tools/crane", FAKE_CRANE);
         }
-        assert_eq!(run_wrapper(&root, decision, kaniko, crane), 1, "{name}");
+        let (code, log) = run_wrapper(&root, decision, kaniko, crane);
+        assert_eq!(code, 1, "{name}: {log}");
         let term = root.read("termination-log").unwrap_or_default();
         assert!(term.starts_with(message), "{name}: {term:?}");
         if name == "crane fails" {
@@ -300,7 +321,8 @@ fn the_wrapper_fails_clearly() {
     // crane printing another digest than kaniko's.
     let root = Root::new();
     root.script("kaniko/tools/crane", FAKE_CRANE);
-    assert_eq!(run_wrapper(&root, Some(FORCED), "ok", "other"), 1);
+    let (code, log) = run_wrapper(&root, Some(FORCED), "ok", "other");
+    assert_eq!(code, 1, "{log}");
     let term = root.read("termination-log").unwrap_or_default();
     assert!(term.contains("not the digest"), "{term:?}");
 }
@@ -310,7 +332,8 @@ fn the_wrapper_honours_a_skip() {
     let root = Root::new();
     root.script("kaniko/tools/crane", FAKE_CRANE);
     let skip = format!(r#"{{"decision":"skip","digest":"{DIGEST}"}}"#);
-    assert_eq!(run_wrapper(&root, Some(&skip), "ok", "ok"), 0);
+    let (code, log) = run_wrapper(&root, Some(&skip), "ok", "ok");
+    assert_eq!(code, 0, "{log}");
     assert_eq!(root.read("termination-log"), Some(skip));
     assert!(root.read("kaniko/executor.args").is_none());
 }
@@ -341,7 +364,8 @@ fn the_platform_init_copies_crane_and_builds_without_asking() {
     let root = Root::new();
     // crane would fail any registry call: a forced check makes none.
     root.script("ko-app/crane", "echo \"$*\" >> /kaniko/crane.calls\nexit 9\n");
-    assert_eq!(root.run(&script, &[], &env), 0);
+    let (code, log) = root.run(&script, &[], &env);
+    assert_eq!(code, 0, "{log}");
     assert_eq!(root.read("termination-log").as_deref(), Some(FORCED));
     assert_eq!(root.read("kaniko/state/decision"), Some(format!("{FORCED}\n")));
     assert!(root.read("kaniko/crane.calls").is_none(), "crane was asked");
@@ -355,7 +379,8 @@ fn the_platform_init_copies_crane_and_builds_without_asking() {
 
     // No crane to copy: an error decision, not a build.
     let root = Root::new();
-    assert_eq!(root.run(&script, &[], &env), 1);
+    let (code, log) = root.run(&script, &[], &env);
+    assert_eq!(code, 1, "{log}");
     let term = root.read("termination-log").unwrap_or_default();
     assert_eq!(
         term,

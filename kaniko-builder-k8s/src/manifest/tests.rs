@@ -961,4 +961,9 @@ fn a_platform_whose_slug_is_no_label_value_is_refused() {
         matches!(&err, Error::Config(core) if core.culprit() == Some("platform")),
         "{err:?}"
     );
+    // A valid platform whose slug ends in `-`.
+    let trailing = platform("linux/arm_");
+    let err =
+        render(&config.for_platform(&trailing), &JobOptions::default(), None).expect_err("no label value");
+    assert!(err.to_string().contains("\"linux-arm-\""), "{err}");
 }

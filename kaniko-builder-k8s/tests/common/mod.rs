@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kaniko_builder_core::config::{CacheConfig, ContextSource, SnapshotMode, Verbosity};
-use kaniko_builder_core::{BuildConfig, ImageRef};
+use kaniko_builder_core::{BuildConfig, ImageRef, Platform};
 use kaniko_builder_k8s::manifest::{self, BuildManifests, JobOptions, Orchestrator};
 
 /// A password no rendered object may contain outside the Secret.
@@ -165,7 +165,31 @@ pub fn cases() -> Vec<Case> {
                 })),
             credentials: true,
         },
+        Case {
+            name: "platform_arm64",
+            // One platform's Job of a two-platform build: no tag pushed, crane pushes by digest.
+            config: BuildConfig::builder(image("registry.local:5000/team/app:v3.0.0"))
+                .destination(image("ghcr.io/acme/app:v3.0.0"))
+                .context(ContextSource::Pvc {
+                    claim: "sources".into(),
+                    sub_path: Some("services/app".into()),
+                })
+                .insecure_registry("registry.local:5000")
+                .cache(CacheConfig::default())
+                .platforms([platform("linux/amd64"), platform("linux/arm64")])
+                .build()
+                .expect("valid")
+                .for_platform(&platform("linux/arm64")),
+            options: JobOptions::default()
+                .node_selector("pool", "builds")
+                .output_size_limit("20Gi"),
+            credentials: true,
+        },
     ]
+}
+
+fn platform(s: &str) -> Platform {
+    s.parse().expect("test platform parses")
 }
 
 /// The golden fixture directory.
