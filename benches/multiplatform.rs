@@ -38,7 +38,8 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let (cluster, registry) = tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
+    let (cluster, registry) =
+        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Anonymous))?;
     let node = |name: &str, platform: &str| -> anyhow::Result<NodeOptions> {
         Ok(NodeOptions::default()
             .registry(&registry)
@@ -62,16 +63,21 @@ async fn main() -> anyhow::Result<()> {
         .blob_store(Arc::new(client.clone()))
         .build();
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY app.txt /app.txt\n")?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY app.txt /app.txt\n",
+    )?;
     std::fs::write(dir.path().join("app.txt"), "one image, two platforms\n")?;
     let config = |tag: &str, platforms: &[&str]| -> anyhow::Result<BuildConfig> {
         let platforms: Vec<Platform> = platforms.iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
-        Ok(BuildConfig::builder(format!("{}/bench/app:{tag}", registry.host()).parse()?)
-            .context(ContextSource::LocalDir(dir.path().to_owned()))
-            .insecure_registry(registry.host())
-            .platforms(platforms)
-            .force(true)
-            .build()?)
+        Ok(
+            BuildConfig::builder(format!("{}/bench/app:{tag}", registry.host()).parse()?)
+                .context(ContextSource::LocalDir(dir.path().to_owned()))
+                .insecure_registry(registry.host())
+                .platforms(platforms)
+                .force(true)
+                .build()?,
+        )
     };
     let kinds = [
         ("amd64 alone", config("amd64", &["linux/amd64"])?),

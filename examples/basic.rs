@@ -441,7 +441,8 @@ fn plan(
             let yaml = if config.platforms().is_empty() {
                 kaniko_builder::k8s::render(config, &Default::default(), None)?.to_yaml()?
             } else {
-                let jobs = kaniko_builder::k8s::manifest::render_platforms(config, &Default::default(), None)?;
+                let jobs =
+                    kaniko_builder::k8s::manifest::render_platforms(config, &Default::default(), None)?;
                 kaniko_builder::k8s::manifest::platforms_to_yaml(&jobs)?
             };
             (UNKNOWN, None, Some(e.kind()), reason, yaml, Some(hint))

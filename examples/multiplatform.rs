@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use futures::StreamExt as _;
-use kaniko_builder::{Build, BuildConfig, BuildEvent, BuildOutcome, ContextSource, Error, FailureReason, ImageRef};
+use kaniko_builder::{
+    Build, BuildConfig, BuildEvent, BuildOutcome, ContextSource, Error, FailureReason, ImageRef,
+};
 
 #[derive(Parser, Debug)]
 #[command(about = "Build an image for several platforms and push one index under its tag")]
@@ -61,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     match run.await? {
-        Ok(BuildOutcome::Built { digest, platforms, .. }) => {
+        Ok(BuildOutcome::Built {
+            digest, platforms, ..
+        }) => {
             for image in platforms {
                 println!("{}: {}", image.platform, image.digest);
             }

@@ -123,7 +123,10 @@ fn main() -> anyhow::Result<()> {
     let options = JobOptions::default().seed_compatible(args.seed_compatible);
     // A multi-platform build (DOCKER_PLATFORMS) is one Job per platform.
     if config.platforms().is_empty() {
-        print!("{}", manifest::render(&config, &options, docker_config.as_deref())?.to_yaml()?);
+        print!(
+            "{}",
+            manifest::render(&config, &options, docker_config.as_deref())?.to_yaml()?
+        );
     } else {
         let jobs = manifest::render_platforms(&config, &options, docker_config.as_deref())?;
         print!("{}", manifest::platforms_to_yaml(&jobs)?);

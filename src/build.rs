@@ -332,14 +332,22 @@ impl Build {
         let json = registry.secret_docker_config(self.config.destinations()).await?;
         let (decision, manifests, platforms) = if config.platforms().is_empty() {
             let manifests = crate::k8s::render(&config, &self.opts.job_options, json.as_deref())?;
-            (Decision::from_probe(&probe, config.force()), manifests, Vec::new())
+            (
+                Decision::from_probe(&probe, config.force()),
+                manifests,
+                Vec::new(),
+            )
         } else {
             let held = match probe.manifest() {
-                Some(m) if m.is_index() && !config.force() => Some(registry.index_platforms(config.image()).await?),
+                Some(m) if m.is_index() && !config.force() => {
+                    Some(registry.index_platforms(config.image()).await?)
+                }
                 _ => None,
             };
-            let decision = Decision::for_platforms(&probe, held.as_deref(), config.platforms(), config.force());
-            let platforms = crate::k8s::manifest::render_platforms(&config, &self.opts.job_options, json.as_deref())?;
+            let decision =
+                Decision::for_platforms(&probe, held.as_deref(), config.platforms(), config.force());
+            let platforms =
+                crate::k8s::manifest::render_platforms(&config, &self.opts.job_options, json.as_deref())?;
             let first = platforms.first().map(|(_, m)| m.clone()).ok_or_else(|| {
                 crate::core::Error::InvalidConfig {
                     field: "platforms",
@@ -364,7 +372,8 @@ impl Build {
         };
         let (root, dockerfile) = (root.clone(), self.config.dockerfile().to_owned());
         let options = self.opts.pack.clone();
-        let hashed = tokio::task::spawn_blocking(move || crate::context::hash(&root, &dockerfile, &options)).await;
+        let hashed =
+            tokio::task::spawn_blocking(move || crate::context::hash(&root, &dockerfile, &options)).await;
         let content = match hashed {
             Ok(content) => content?,
             // Its panic is ours, as if it had run here (cancelled only at runtime shutdown).

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kaniko_builder_core::config::ContextSource;
-use kaniko_builder_core::flow::{BuildEvent, BuildExecutor as _, BuildPlan, BuildReason, CancellationToken, Executed};
+use kaniko_builder_core::flow::{
+    BuildEvent, BuildExecutor as _, BuildPlan, BuildReason, CancellationToken, Executed,
+};
 use kaniko_builder_core::{BuildConfig, Digest};
 use kaniko_builder_k8s::KubeRunner;
 use kaniko_builder_k8s::runner::{CleanupPolicy, UploadMethod};
@@ -27,7 +29,11 @@ fn job_of(rec: &Recorder) -> Option<(String, bool)> {
 
 /// Runs the build forced, as the flow would (each run builds, whatever the tag holds meanwhile);
 /// returns the pushed digest, the Job's name and whether it attached.
-async fn build(runner: &KubeRunner, config: &BuildConfig, rec: &Recorder) -> anyhow::Result<(Digest, String, bool)> {
+async fn build(
+    runner: &KubeRunner,
+    config: &BuildConfig,
+    rec: &Recorder,
+) -> anyhow::Result<(Digest, String, bool)> {
     let plan = BuildPlan::new(config.clone(), BuildReason::Forced, None);
     let executed = runner
         .execute(&plan, &rec.sink(), CancellationToken::new())
@@ -42,7 +48,8 @@ async fn build(runner: &KubeRunner, config: &BuildConfig, rec: &Recorder) -> any
 
 async fn changed_files_are_another_build(upload: UploadMethod) -> anyhow::Result<()> {
     kaniko_builder_testkit::init_tracing();
-    let (cluster, registry) = tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Basic))?;
+    let (cluster, registry) =
+        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Basic))?;
     let node = StandInNode::start(&cluster, NodeOptions::default().registry(&registry)).await?;
     let settings = match registry.ca_pem() {
         Some(ca) => RegistrySettings::default().ca_pem(ca),
@@ -63,7 +70,10 @@ async fn changed_files_are_another_build(upload: UploadMethod) -> anyhow::Result
     };
     let (first_runner, second_runner) = (runner(), runner());
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY app.txt /app.txt\n")?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY app.txt /app.txt\n",
+    )?;
     std::fs::write(dir.path().join("app.txt"), "version one\n")?;
     let config = BuildConfig::builder(format!("{}/team/app:v1", registry.host()).parse()?)
         .context(ContextSource::LocalDir(dir.path().to_owned()))
@@ -90,9 +100,16 @@ async fn changed_files_are_another_build(upload: UploadMethod) -> anyhow::Result
         "the changed files attached to the Job building the old ones: {:?}",
         second_rec.steps()
     );
-    assert!(second_job.len() <= 63 && second_job.starts_with("kb-team-app-v1-"), "{second_job}");
+    assert!(
+        second_job.len() <= 63 && second_job.starts_with("kb-team-app-v1-"),
+        "{second_job}"
+    );
     let first_job = job_of(&first_rec).map(|(job, _)| job);
-    assert_ne!(first_job.as_deref(), Some(second_job.as_str()), "the Job name must follow the files");
+    assert_ne!(
+        first_job.as_deref(),
+        Some(second_job.as_str()),
+        "the Job name must follow the files"
+    );
     match (upload, first.await?) {
         // Uploaded before its Job existed: the first build built the old files.
         (UploadMethod::Registry, Ok((first_digest, _, _))) => {

@@ -48,7 +48,11 @@ struct HangingStore;
 
 #[async_trait::async_trait]
 impl BlobStore for HangingStore {
-    async fn push_blob(&self, _: &ImageRef, body: kaniko_builder_core::flow::BlobBody) -> Result<Digest, RegistryFailure> {
+    async fn push_blob(
+        &self,
+        _: &ImageRef,
+        body: kaniko_builder_core::flow::BlobBody,
+    ) -> Result<Digest, RegistryFailure> {
         use futures::StreamExt as _;
         body.for_each(|_| async {}).await;
         std::future::pending().await

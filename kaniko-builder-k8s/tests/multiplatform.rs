@@ -45,7 +45,8 @@ fn tags(registry: &TestRegistry, repository: &str) -> Vec<String> {
 #[tokio::test]
 async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
     kaniko_builder_testkit::init_tracing();
-    let (cluster, registry) = tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Basic))?;
+    let (cluster, registry) =
+        tokio::try_join!(TestCluster::start(), TestRegistry::start(RegistryAuth::Basic))?;
     let node = |name: &str, platform: &str| {
         NodeOptions::default()
             .registry(&registry)
@@ -74,15 +75,22 @@ async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
     let ns = "kaniko";
     let dir = tempfile::tempdir()?;
     // No RUN: nothing of the foreign architecture executes on the node.
-    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY app.txt /app.txt\n")?;
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY app.txt /app.txt\n",
+    )?;
     std::fs::write(dir.path().join("app.txt"), "one image, two platforms\n")?;
     let config = |tag: &str, platforms: &[&str]| {
-        BuildConfig::builder(format!("{}/team/app:{tag}", registry.host()).parse().expect("image"))
-            .namespace(ns)
-            .context(ContextSource::LocalDir(dir.path().to_owned()))
-            .platforms(platforms.iter().map(|s| p(s)))
-            .build()
-            .expect("config")
+        BuildConfig::builder(
+            format!("{}/team/app:{tag}", registry.host())
+                .parse()
+                .expect("image"),
+        )
+        .namespace(ns)
+        .context(ContextSource::LocalDir(dir.path().to_owned()))
+        .platforms(platforms.iter().map(|s| p(s)))
+        .build()
+        .expect("config")
     };
     let run = |config: BuildConfig, rec: Recorder| {
         let (client, runner) = (client.clone(), runner.clone());
@@ -118,17 +126,27 @@ async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
     // 2. A platform added: the index lacks it, so both are built, each on its own node.
     let two = config("v1", &["linux/amd64", "linux/arm64"]);
     let rec = Recorder::default();
-    let built = run(two.clone(), rec.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let BuildOutcome::Built { digest, platforms, .. } = &built else {
+    let built = run(two.clone(), rec.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let BuildOutcome::Built {
+        digest, platforms, ..
+    } = &built
+    else {
         panic!("expected a build, got {built:?}")
     };
     assert_eq!(
-        platforms.iter().map(|i| i.platform.to_string()).collect::<Vec<_>>(),
+        platforms
+            .iter()
+            .map(|i| i.platform.to_string())
+            .collect::<Vec<_>>(),
         ["linux/amd64", "linux/arm64"]
     );
     for step in ["linux/amd64", "linux/arm64"] {
         assert!(
-            rec.events().iter().any(|e| matches!(e.platform(), Some((pl, BuildEvent::Pushed { .. })) if pl.to_string() == step)),
+            rec.events().iter().any(
+                |e| matches!(e.platform(), Some((pl, BuildEvent::Pushed { .. })) if pl.to_string() == step)
+            ),
             "no pushed event for {step}: {:?}",
             rec.steps()
         );
@@ -136,11 +154,19 @@ async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
     // The index under the tag lists both platforms, and each entry resolves.
     let image = &two.image().clone();
     let probe = client.probe(image).await?;
-    assert!(matches!(&probe, Probe::Exists(m) if m.is_index() && m.digest == *digest), "{probe:?}");
+    assert!(
+        matches!(&probe, Probe::Exists(m) if m.is_index() && m.digest == *digest),
+        "{probe:?}"
+    );
     let listed = client.index_platforms(image).await?;
     assert_eq!(listed, [p("linux/amd64"), p("linux/arm64")]);
     for entry in platforms {
-        assert!(client.probe(&image.with_digest(entry.digest.clone())).await?.exists());
+        assert!(
+            client
+                .probe(&image.with_digest(entry.digest.clone()))
+                .await?
+                .exists()
+        );
     }
     // Pushed by digest: the tag is the only one.
     assert_eq!(tags(&registry, "team/app"), ["v1"]);
@@ -154,12 +180,17 @@ async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
     }
 
     // 3. Again: the index holds both; skipped without a Job.
-    let skipped = run(two, Recorder::default()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let skipped = run(two, Recorder::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert!(matches!(skipped, BuildOutcome::Skipped { .. }), "{skipped:?}");
 
     // 4. One platform fails: no index, every platform's result named.
     arm64
-        .inject(Fault::OomKilled, Target::NamePrefix("kb-team-app-v2-linux-arm64".into()))
+        .inject(
+            Fault::OomKilled,
+            Target::NamePrefix("kb-team-app-v2-linux-arm64".into()),
+        )
         .await?;
     let failed = run(config("v2", &["linux/amd64", "linux/arm64"]), Recorder::default())
         .await
@@ -168,8 +199,15 @@ async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
         panic!("expected platforms, got {failed}")
     };
     assert!(results[0].digest.is_some(), "{failed}");
-    assert_eq!(results[1].failure.as_ref().map(|f| f.kind()), Some("oom_killed"), "{failed}");
-    assert!(!client.probe(&image.with_tag("v2")?).await?.exists(), "no index under v2");
+    assert_eq!(
+        results[1].failure.as_ref().map(|f| f.kind()),
+        Some("oom_killed"),
+        "{failed}"
+    );
+    assert!(
+        !client.probe(&image.with_tag("v2")?).await?.exists(),
+        "no index under v2"
+    );
 
     // 5. No node for a platform: unschedulable, naming it.
     let failed = run(config("v3", &["linux/amd64", "linux/s390x"]), Recorder::default())
@@ -179,9 +217,20 @@ async fn every_platform_in_parallel_then_one_index() -> anyhow::Result<()> {
         panic!("expected platforms, got {failed}")
     };
     assert_eq!(results[1].platform, p("linux/s390x"));
-    assert_eq!(results[1].failure.as_ref().map(|f| f.kind()), Some("unschedulable"), "{failed}");
-    assert!(failed.to_string().contains("linux/s390x: unschedulable"), "{failed}");
-    assert_eq!(tags(&registry, "team/app"), ["v1"], "no stray tags after failures");
+    assert_eq!(
+        results[1].failure.as_ref().map(|f| f.kind()),
+        Some("unschedulable"),
+        "{failed}"
+    );
+    assert!(
+        failed.to_string().contains("linux/s390x: unschedulable"),
+        "{failed}"
+    );
+    assert_eq!(
+        tags(&registry, "team/app"),
+        ["v1"],
+        "no stray tags after failures"
+    );
 
     assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
     Ok(())

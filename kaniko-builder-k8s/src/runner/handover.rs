@@ -152,7 +152,9 @@ pub(super) async fn push(
     }
     events.send(BuildEvent::ContextUploaded {
         bytes: summary.compressed,
-        via: UploadVia::Registry { digest: digest.clone() },
+        via: UploadVia::Registry {
+            digest: digest.clone(),
+        },
     });
     Ok(digest)
 }

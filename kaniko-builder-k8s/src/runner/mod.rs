@@ -108,16 +108,16 @@ use kube::{Resource as _, ResourceExt as _};
 
 use crate::apply::{self, ApplyParams};
 use crate::context::PackOptions;
-use handover::LocalContext;
 use crate::manifest::{
     ANNOTATION_BUILD_HASH, ANNOTATION_RUN, BuildManifests, JobOptions, LABEL_INSTANCE, render,
 };
 use cleanup::{DropGuard, Tracked, delete_created, force_delete_pods, lock, wait_job_and_pods_gone};
+use handover::LocalContext;
 use logs::Tails;
 pub use options::{
     CleanupPolicy, DEFAULT_CLEANUP_TIMEOUT, DEFAULT_IMAGE_PULL_GRACE, DEFAULT_LOG_DRAIN_TIMEOUT,
-    DEFAULT_LOG_TAIL_LINES, DEFAULT_NODE_LOST_TIMEOUT, DEFAULT_UNSCHEDULABLE_TIMEOUT, DEFAULT_UPLOAD_STALL_TIMEOUT,
-    KubeRunnerBuilder, Setup, UploadMethod,
+    DEFAULT_LOG_TAIL_LINES, DEFAULT_NODE_LOST_TIMEOUT, DEFAULT_UNSCHEDULABLE_TIMEOUT,
+    DEFAULT_UPLOAD_STALL_TIMEOUT, KubeRunnerBuilder, Setup, UploadMethod,
 };
 use state::Verdict;
 use watch::Stop;

@@ -23,12 +23,7 @@ struct Feed {
 }
 
 /// Runs one command in `kaniko-init`, feeding it `stdin`; `Err` carries what went wrong.
-async fn run(
-    pods: &Api<Pod>,
-    pod: &str,
-    command: &[&str],
-    stdin: Option<Feed>,
-) -> Result<u64, String> {
+async fn run(pods: &Api<Pod>, pod: &str, command: &[&str], stdin: Option<Feed>) -> Result<u64, String> {
     let params = AttachParams::default()
         .container(INIT_CONTAINER)
         .stdin(stdin.is_some())
@@ -87,7 +82,11 @@ async fn feed_stdin(mut writer: impl tokio::io::AsyncWrite + Unpin, feed: Feed) 
     let mut sent = 0u64;
     loop {
         let chunk = match tokio::time::timeout(stall, body.next()).await {
-            Err(_) => return Err(format!("packing the context stalled for {stall:?} after {sent} bytes")),
+            Err(_) => {
+                return Err(format!(
+                    "packing the context stalled for {stall:?} after {sent} bytes"
+                ));
+            }
             Ok(None) => break,
             Ok(Some(Err(e))) => return Err(format!("packing the context failed after {sent} bytes: {e}")),
             Ok(Some(Ok(chunk))) => chunk,

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 
 use super::cleanup::{Tracked, lock};
 use super::deadlines::Deadlines;
+use super::handover::LocalContext;
 use super::logs::{self, Tails};
 use super::state::{Action, Tracker, Verdict};
-use super::handover::LocalContext;
 use super::{KubeRunner, POD_GRACE, UPLOAD_GRACE, exec_error, upload};
 
 /// Why the drive loop stopped without a cluster verdict.

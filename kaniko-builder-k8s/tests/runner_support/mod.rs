@@ -273,7 +273,8 @@ pub fn pinned(cfg: &BuildConfig) -> BuildConfig {
     match cfg.context() {
         kaniko_builder_core::config::ContextSource::LocalDir(dir) => {
             let options = kaniko_builder_k8s::context::PackOptions::default();
-            let hashed = kaniko_builder_k8s::context::hash(dir, cfg.dockerfile(), &options).expect("hash the context");
+            let hashed =
+                kaniko_builder_k8s::context::hash(dir, cfg.dockerfile(), &options).expect("hash the context");
             cfg.clone().with_context_digest(hashed.diff_id)
         }
         _ => cfg.clone(),
