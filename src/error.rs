@@ -113,7 +113,9 @@ impl Error {
     /// A short machine-readable name of the culprit: the [`FailureReason::kind`] of a build that
     /// ran; for a registry error its [`registry::Error::kind`](crate::registry::Error::kind)
     /// (`unauthorized`, `denied`, `tls`, `unreachable`, `timeout`, `transport`, `rate_limited`,
-    /// `registry_error`, `docker_config`, `credential_helper`, `invalid_settings`); else `config`,
+    /// `registry_error`, `docker_config`, `credential_helper`, `invalid_settings`, `stalled` for
+    /// an upload that stopped moving, `body` for a streamed body that failed, `not_found`,
+    /// `not_an_index`, `invalid_manifest`); else `config`,
     /// `manifest`, `kube_config` or `context`.
     pub fn kind(&self) -> &'static str {
         match self {
