@@ -528,3 +528,60 @@ async fn a_cancel_during_the_create_call_leaves_no_job() -> anyhow::Result<()> {
     assert_eq!(leftovers(&admin, ns).await?, Vec::<String>::new());
     Ok(())
 }
+
+/// A handover (a controller stopping or losing its lease): with `delete_on_cancel(false)` a
+/// cancelled run leaves the Job it created running, and another runner (another process)
+/// attaches to it instead of creating a second one.
+#[tokio::test]
+async fn a_cancel_without_delete_hands_the_running_job_over() -> anyhow::Result<()> {
+    let cluster = TestCluster::start().await?;
+    let admin = cluster.admin_client();
+    let ns = "handover";
+    let (watch, created) = record_jobs(&admin, ns);
+    let cfg = config("registry.local:5000/team/app:handover", ns);
+    let plan = runner_support::plan(&cfg);
+    let keep = CleanupPolicy::default().delete_on_cancel(false);
+
+    let leaving = runner_for(&admin).cleanup(keep).build();
+    let rec = Recorder::default();
+    let cancel = CancellationToken::new();
+    let sink = rec.sink();
+    let (result, ()) = tokio::join!(leaving.execute(&plan, &sink, cancel.clone()), async {
+        rec.wait_for("queued", |e| matches!(e, BuildEvent::Queued { .. }))
+            .await;
+        cancel.cancel();
+    });
+    let err = result.expect_err("cancelled");
+    assert_eq!(*err.reason(), FailureReason::Cancelled);
+    let job = format!("job/{}", cfg.job_name());
+    assert!(kept_names(err.kept()).contains(&job), "{:?}", err.kept());
+    assert!(leftovers(&admin, ns).await?.contains(&job));
+
+    let taking_over = runner_for(&admin).build();
+    let rec = Recorder::default();
+    let kubelet = {
+        let admin = admin.clone();
+        let job = cfg.job_name();
+        tokio::spawn(async move {
+            let pod = pod_of(&admin, ns, &job).await?;
+            finish_pod(
+                &admin,
+                &pod,
+                (0, "Completed", BUILD_ABSENT),
+                Some((0, "Completed", DIGEST)),
+            )
+            .await
+        })
+    };
+    let sink = rec.sink();
+    let outcome = taking_over.execute(&plan, &sink, CancellationToken::new()).await;
+    kubelet.await??;
+    match outcome {
+        Ok(Executed::Built { digest, .. }) => assert_eq!(digest.to_string(), DIGEST),
+        other => panic!("expected Built, got {other:?}"),
+    }
+    assert!(rec.steps().contains(&"attached".to_owned()), "{:?}", rec.steps());
+    assert_eq!(created.lock().expect("lock").len(), 1, "one Job was ever created");
+    watch.abort();
+    Ok(())
+}

@@ -12,6 +12,7 @@ mod kubelet_api;
 pub mod ledger;
 mod logs;
 pub mod node;
+mod process;
 mod proxy;
 mod push;
 mod registry;
@@ -23,6 +24,7 @@ mod stub;
 mod time;
 mod tls;
 mod token_issuer;
+mod token_kubeconfig;
 pub mod trace;
 
 pub use client::{reqwest_client, rustls_client_config};
@@ -35,6 +37,7 @@ pub use image::{
 pub use kubelet_api::KubeletApi;
 pub use logs::{CapturedLogs, capture_trace_logs};
 pub use node::{Fault, NodeOptions, StandInNode, Target, push_busybox_base};
+pub use process::LoggedProcess;
 pub use proxy::{PROXY_VARS, TestProxy, clear_proxy_env};
 pub use push::{PushedIndex, PushedManifest};
 pub use registry::{RegistryAuth, TestRegistry};

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use super::{DEFAULT_CONTEXT_DIR, names};
+use crate::Digest;
 
 /// Where kaniko finds the build context.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -42,16 +43,22 @@ pub enum ContextSource {
     /// `https://host/path.tar.gz`.
     #[serde(rename = "url")]
     Url(String),
+    /// A gzipped tar of the context already pushed as a blob of the destination repository (by
+    /// a client, e.g. with `kaniko_builder_context::pack_stream` and the registry client's
+    /// `push_blob_stream`): the init container fetches it by digest with the build's
+    /// credentials and unpacks it, as for an uploaded [`LocalDir`](Self::LocalDir).
+    #[serde(rename = "blob")]
+    Blob(Digest),
 }
 
 impl ContextSource {
-    /// The kind as the init container's `KB_CONTEXT_KIND` spells it: `hostpath`, `pvc`, `upload`,
-    /// `git` or `url`.
+    /// The kind as the init container's `KB_CONTEXT_KIND` spells it: `hostpath`, `pvc`, `upload`
+    /// (a local directory or a pushed blob: both arrive as a blob), `git` or `url`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::HostPath(_) => "hostpath",
             Self::Pvc { .. } => "pvc",
-            Self::LocalDir(_) => "upload",
+            Self::LocalDir(_) | Self::Blob(_) => "upload",
             Self::Git { .. } => "git",
             Self::Url(_) => "url",
         }
@@ -118,6 +125,8 @@ impl ContextSource {
                 Ok(())
             }
             Self::Url(url) => check_url(url, &["s3", "gs", "https"]),
+            // A parsed digest is valid by construction.
+            Self::Blob(_) => Ok(()),
         }
     }
 }

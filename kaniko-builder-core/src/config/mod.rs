@@ -339,6 +339,7 @@ impl BuildConfig {
                 fields.push(("context.sub_path", sub_path.clone().unwrap_or_default()));
             }
             ContextSource::Url(url) => fields.push(("context.url", url.clone())),
+            ContextSource::Blob(digest) => fields.push(("context.digest", digest.to_string())),
         }
         fields.push(("dockerfile", self.dockerfile.clone()));
         for (k, v) in &self.build_args {

@@ -582,7 +582,7 @@ fn context_volume(context: &ContextSource) -> (Option<Volume>, Option<String>) {
             }),
             sub_path.clone(),
         ),
-        ContextSource::LocalDir(_) => (
+        ContextSource::LocalDir(_) | ContextSource::Blob(_) => (
             volume(Volume {
                 empty_dir: Some(EmptyDirVolumeSource::default()),
                 ..Volume::default()
@@ -634,6 +634,10 @@ fn init_container(
     match context {
         ContextSource::LocalDir(_) => {
             env_vars.push(env("KB_CONTEXT_BLOB", ""));
+            mounts.push(mount(VOLUME_CONTEXT, CONTEXT_DIR, false));
+        }
+        ContextSource::Blob(digest) => {
+            env_vars.push(env("KB_CONTEXT_BLOB", digest.to_string()));
             mounts.push(mount(VOLUME_CONTEXT, CONTEXT_DIR, false));
         }
         ContextSource::Git { url, reference, .. } => {

@@ -57,6 +57,7 @@ fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
 )]
 #[case::git_no_ref(ContextSource::Git { url: "http://git.local/r.git".into(), reference: None, sub_path: None }, &["--context=git://git.local/r.git"])]
 #[case::url(ContextSource::Url("s3://bucket/ctx.tar.gz".into()), &["--context=s3://bucket/ctx.tar.gz"])]
+#[case::blob(ContextSource::Blob(kaniko_builder_core::Digest::sha256(b"ctx")), &["--context=dir:///workspace"])]
 fn context_args(#[case] context: ContextSource, #[case] expected: &[&str]) {
     let c = builder("registry.local:5000/team/app:v1")
         .context(context)
@@ -65,6 +66,46 @@ fn context_args(#[case] context: ContextSource, #[case] expected: &[&str]) {
     let args = kaniko_args(&c);
     assert_eq!(&args[..expected.len()], expected);
     assert_eq!(args[expected.len()], "--dockerfile=Dockerfile");
+}
+
+/// A blob pushed by a client: the init container fetches it by the digest rendered into the Job,
+/// into the same `emptyDir` an uploaded directory lands in.
+#[test]
+fn a_pushed_blob_is_fetched_by_digest() {
+    let digest = kaniko_builder_core::Digest::sha256(b"ctx");
+    let c = builder("registry.local:5000/team/app:v1")
+        .context(ContextSource::Blob(digest.clone()))
+        .build()
+        .expect("valid");
+    let m = render(&c, &JobOptions::default(), None).expect("render");
+    let pod = m
+        .job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let init = &pod.init_containers.as_ref().expect("init")[0];
+    assert_eq!(env_value(init, "KB_CONTEXT_KIND"), Some("upload"));
+    assert_eq!(
+        env_value(init, "KB_CONTEXT_BLOB"),
+        Some(digest.to_string().as_str())
+    );
+    let context = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "build-context")
+        .expect("volume");
+    assert!(context.empty_dir.is_some(), "{context:?}");
+    let other = builder("registry.local:5000/team/app:v1")
+        .context(ContextSource::Blob(kaniko_builder_core::Digest::sha256(b"other")))
+        .build()
+        .expect("valid");
+    assert_ne!(
+        c.build_hash(),
+        other.build_hash(),
+        "the blob is part of the build"
+    );
 }
 
 #[test]

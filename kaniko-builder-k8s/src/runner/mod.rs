@@ -54,6 +54,8 @@
 //!   its Pods are gone first; the ConfigMap is deleted explicitly: when the run returns,
 //!   nothing of it is left (except, rarely, a Pod the Job controller created from a stale cache
 //!   while the Job was being deleted: an orphan the garbage collector removes moments later).
+//!   With [`CleanupPolicy::delete_on_cancel`] off, a cancelled (or dropped) run leaves the Job
+//!   it created running, for another process to attach to.
 //! - Dropping the future: the run itself goes on in a task of the current tokio runtime; when
 //!   no other caller shares it, it is cancelled and cleans up as above, with nobody waiting. If
 //!   that task is dropped too (the runtime shuts down), a guard spawns a Background delete,
@@ -370,7 +372,7 @@ impl KubeRunner {
         let mut guard = DropGuard {
             client: inner.client.clone(),
             tracked: Arc::clone(&tracked),
-            armed: true,
+            armed: inner.cleanup.delete_on_cancel,
         };
         let timeout = inner
             .timeout
@@ -412,13 +414,16 @@ impl KubeRunner {
         let (delete, wait) = match &result {
             // A Job this run created without hearing so was never followed, or one that cannot
             // run (its Secret could not be made): it goes.
-            _ if adopted || snapshot.discard => (true, true),
+            _ if snapshot.discard => (true, true),
+            Err(e) if matches!(e.reason(), FailureReason::Cancelled) => {
+                (inner.cleanup.delete_on_cancel, true)
+            }
+            _ if adopted => (true, true),
             Ok(_) => (inner.cleanup.delete_on_success, false),
             Err(e)
                 if matches!(
                     e.reason(),
-                    FailureReason::Cancelled
-                        | FailureReason::Timeout { .. }
+                    FailureReason::Timeout { .. }
                         | FailureReason::NodeLost { .. }
                         | FailureReason::ImagePull { .. }
                         | FailureReason::Unschedulable { .. }

@@ -47,14 +47,16 @@ pub enum UploadMethod {
 pub struct CleanupPolicy {
     pub(super) delete_on_success: bool,
     pub(super) delete_on_failure: bool,
+    pub(super) delete_on_cancel: bool,
 }
 
 impl Default for CleanupPolicy {
-    /// Delete on success, keep on failure.
+    /// Delete on success and on cancellation, keep on failure.
     fn default() -> Self {
         Self {
             delete_on_success: true,
             delete_on_failure: false,
+            delete_on_cancel: true,
         }
     }
 }
@@ -70,6 +72,14 @@ impl CleanupPolicy {
     /// TTL removes it).
     pub fn delete_on_failure(mut self, delete: bool) -> Self {
         self.delete_on_failure = delete;
+        self
+    }
+
+    /// Whether a run that is cancelled (or dropped) deletes the Job it created. Default: true.
+    /// `false` hands the running Job over: a controller stopping, or losing its leader lease,
+    /// leaves it to the process that takes over, which attaches to it by name.
+    pub fn delete_on_cancel(mut self, delete: bool) -> Self {
+        self.delete_on_cancel = delete;
         self
     }
 }

@@ -28,7 +28,13 @@ pub struct TestClusterBuilder {
     extra_args: Vec<(Component, String)>,
     bin_dir: Option<PathBuf>,
     start_timeout: Duration,
+    audit_log: bool,
 }
+
+/// Environment variable that turns on [`TestClusterBuilder::audit_log`] by default (`1`), for
+/// every cluster of a process: a benchmark counting requests, or a look at what a test's
+/// clients send.
+pub const AUDIT_LOG_ENV: &str = "KB_APISERVER_AUDIT";
 
 impl Default for TestClusterBuilder {
     fn default() -> Self {
@@ -41,6 +47,7 @@ impl Default for TestClusterBuilder {
             extra_args: Vec::new(),
             bin_dir: None,
             start_timeout: Duration::from_secs(60),
+            audit_log: std::env::var_os(AUDIT_LOG_ENV).is_some_and(|v| v == "1"),
         }
     }
 }
@@ -102,6 +109,13 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Whether the API server writes an audit log (every request at `Metadata` level, JSON
+    /// lines) to [`TestCluster::audit_log_path`]. Default: off, unless [`AUDIT_LOG_ENV`] is `1`.
+    pub fn audit_log(mut self, enabled: bool) -> Self {
+        self.audit_log = enabled;
+        self
+    }
+
     /// Whether the token controller runs (service accounts then get legacy token Secrets,
     /// which the 1.20 ServiceAccount admission plugin needs to mount into Pods).
     fn token_controller(&self) -> bool {
@@ -154,9 +168,17 @@ impl TestClusterBuilder {
         timings.pki = pki_time;
 
         let https = crate::reqwest_client(Some(&pki.ca.ca_pem()))?;
+        let (audit_log, audit_args) = self.audit(dir.path(), &log_dir)?;
         let apiserver_spawned = Instant::now();
         let (api_port, apiserver_args) = self
-            .spawn_apiserver(&launcher, &mut procs.apiserver, &pki, etcd_port, &https)
+            .spawn_apiserver(
+                &launcher,
+                &mut procs.apiserver,
+                &pki,
+                etcd_port,
+                &https,
+                &audit_args,
+            )
             .await?;
         let server_url = format!("https://127.0.0.1:{api_port}");
         let kubeconfig_doc = admin_kubeconfig(&server_url, &pki);
@@ -239,8 +261,22 @@ impl TestClusterBuilder {
             bins,
             apiserver_args,
             timings,
+            audit_log,
             dir,
         })
+    }
+
+    /// With [`Self::audit_log`]: writes the policy in `dir` and returns the log's path (in
+    /// `log_dir`) and the API server's flags; otherwise nothing.
+    fn audit(&self, dir: &Path, log_dir: &Path) -> anyhow::Result<(Option<PathBuf>, Vec<String>)> {
+        if !self.audit_log {
+            return Ok((None, Vec::new()));
+        }
+        let policy = dir.join("audit-policy.yaml");
+        std::fs::write(&policy, flags::AUDIT_POLICY).context("write the audit policy")?;
+        let log = log_dir.join("audit.log");
+        let args = flags::audit(&policy, &log);
+        Ok((Some(log), args))
     }
 
     /// Starts etcd on fresh ports and waits until it is healthy; returns its client port.
@@ -275,11 +311,13 @@ impl TestClusterBuilder {
         pki: &Pki,
         etcd_port: u16,
         https: &reqwest::Client,
+        audit: &[String],
     ) -> anyhow::Result<(u16, Vec<String>)> {
         launcher
             .launch(slot, Component::ApiServer, https, || {
                 let port = crate::free_port();
-                let args = flags::apiserver(&pki.files, etcd_port, port, &self.gates());
+                let mut args = flags::apiserver(&pki.files, etcd_port, port, &self.gates());
+                args.extend_from_slice(audit);
                 let probe = Probe::any_answer(format!("https://127.0.0.1:{port}/livez"));
                 let args = self.with_extra(Component::ApiServer, args);
                 Ok((args.clone(), probe, (port, args)))

@@ -117,6 +117,28 @@ pub(crate) fn controller_manager(
     args
 }
 
+/// The audit policy of [`TestClusterBuilder::audit_log`](super::TestClusterBuilder::audit_log):
+/// every request at `Metadata` level (who, verb, resource, user agent; no bodies), one event
+/// when the answer starts and one when it completes (a watch's first and last).
+pub(crate) const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+";
+
+/// kube-apiserver's audit flags: JSON lines to `log`, written before the answer (`blocking`),
+/// never rotated.
+pub(crate) fn audit(policy: &Path, log: &Path) -> Vec<String> {
+    vec![
+        path("audit-policy-file", policy),
+        path("audit-log-path", log),
+        "--audit-log-format=json".to_owned(),
+        "--audit-log-mode=blocking".to_owned(),
+        "--audit-log-maxsize=0".to_owned(),
+    ]
+}
+
 /// kube-scheduler.
 pub(crate) fn scheduler(files: &PkiFiles, kubeconfig: &Path, port: u16, gates: &str) -> Vec<String> {
     common(files, kubeconfig, port, gates)

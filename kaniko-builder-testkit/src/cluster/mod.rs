@@ -29,7 +29,7 @@ mod supervise;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use self::builder::TestClusterBuilder;
+pub use self::builder::{AUDIT_LOG_ENV, TestClusterBuilder};
 use self::kubeconfig::Credentials;
 use self::pki::Pki;
 use self::process::Process;
@@ -121,6 +121,7 @@ pub struct TestCluster {
     bins: bins::Binaries,
     apiserver_args: Vec<String>,
     timings: StartTimings,
+    audit_log: Option<PathBuf>,
     dir: tempfile::TempDir,
 }
 
@@ -202,6 +203,12 @@ impl TestCluster {
             &[("token", Credentials::Token(token))],
         );
         kubeconfig::client(doc, "token").await
+    }
+
+    /// The API server's audit log (JSON lines, `Metadata` level), when the cluster was started
+    /// with [`TestClusterBuilder::audit_log`].
+    pub fn audit_log_path(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// Where `component` writes its stdout and stderr.
