@@ -1,11 +1,14 @@
 //! One generation of one `ImageBuild`, in its own task: wait for a slot, prepare, run the
 //! library's flow (probe first, then run or attach to the Job), record the outcome. Transient
 //! problems are retried with back-off; cancellation records nothing and leaves a running Job to
-//! whoever takes over.
+//! whoever takes over (a newer generation of the object deletes it: [`crate::cleanup`]).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
+use k8s_openapi::api::batch::v1::Job;
 use kaniko_builder::core::flow::{FlowOptions, run_build};
 use kaniko_builder::k8s::{CleanupPolicy, KubeRunner, Setup};
 use kaniko_builder::{BuildConfig, EventSink};
@@ -22,6 +25,9 @@ use crate::prepare::{self, NotReady};
 use crate::report;
 use crate::status::{self, Step};
 
+/// The shortest wait between two attempts, whatever the options say.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Log lines the report keeps while following (more than the status shows, none lost to a
 /// slow status write).
 const EVENT_LOG_CAPACITY: usize = 1024;
@@ -30,7 +36,20 @@ const EVENT_LOG_CAPACITY: usize = 1024;
 pub(crate) fn spawn(ctx: Arc<Context>, build: Arc<ImageBuild>, config: BuildConfig, started: Started) {
     tokio::spawn(async move {
         let cancel = started.cancel.clone();
-        run(&ctx, &build, config, &cancel).await;
+        let task = AssertUnwindSafe(run(&ctx, &build, config, &cancel)).catch_unwind();
+        if task.await.is_err() {
+            // A bug: say so in the status rather than leave the generation in progress forever.
+            tracing::error!(imagebuild = %status::key(&build), "the build task panicked");
+            let step = Step::new(
+                Phase::Failed,
+                "InternalError",
+                "the controller's build task panicked: see its log",
+            );
+            let extra = json!({ "completionTime": status::now() });
+            let api: Api<ImageBuild> =
+                Api::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
+            finish(&ctx, &api, &build, &step, extra, &cancel).await;
+        }
         drop(started);
     });
 }
@@ -38,26 +57,30 @@ pub(crate) fn spawn(ctx: Arc<Context>, build: Arc<ImageBuild>, config: BuildConf
 async fn run(ctx: &Context, build: &ImageBuild, config: BuildConfig, cancel: &CancellationToken) {
     let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
     let (first, max) = ctx.options.error_backoff;
-    let mut backoff = first;
+    let mut backoff = first.max(MIN_BACKOFF);
     loop {
         let problem = match attempt(ctx, &api, build, &config, cancel).await {
             Attempt::Done(step, extra) => return finish(ctx, &api, build, &step, extra, cancel).await,
             Attempt::Cancelled => return,
             Attempt::Retry(problem) => problem,
         };
-        tracing::warn!(imagebuild = %build.name_any(), %problem, retry_in = ?backoff, "build not started");
+        tracing::warn!(imagebuild = %status::key(build), %problem, retry_in = ?backoff, "build not started");
         let step = Step::new(
             Phase::Pending,
             "Retrying",
             format!("{problem} (retrying in {}s)", backoff.as_secs()),
         );
-        let _ = status::write(&api, build, &status::patch(build, &step, json!({}))).await;
+        if let Err(e) = status::write(&api, build, &status::patch(build, &step, json!({}))).await
+            && e.is_not_found()
+        {
+            return;
+        }
         report::publish(&ctx.recorder, build, EventType::Warning, "Retrying", problem).await;
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(max);
+        backoff = next_backoff(backoff, max);
     }
 }
 
@@ -80,7 +103,7 @@ async fn attempt(
         let extra =
             json!({ "jobRef": null, "startTime": null, "completionTime": null, "lastLogLines": null });
         if let Err(e) = status::write(api, build, &status::patch(build, &step, extra)).await {
-            return Attempt::Retry(e.to_string());
+            return gone_or_retry(&e);
         }
     }
     let slot = tokio::select! {
@@ -108,7 +131,7 @@ async fn attempt(
     )
     .await
     {
-        return Attempt::Retry(e.to_string());
+        return gone_or_retry(&e);
     }
     report::publish(
         &ctx.recorder,
@@ -121,12 +144,27 @@ async fn attempt(
     match execute(ctx, api, build, config, resumed.as_deref(), cancel).await {
         Ok(Verdict::Final(step, extra)) => Attempt::Done(step, extra),
         Ok(Verdict::Retry(problem)) | Err(NotReady::Retry(problem)) => Attempt::Retry(problem),
-        Ok(Verdict::Cancelled) => Attempt::Cancelled,
+        Ok(Verdict::Cancelled) if cancel.is_cancelled() => Attempt::Cancelled,
+        // Not by this controller: the library gave up on its own; try again.
+        Ok(Verdict::Cancelled) => Attempt::Retry("the build was cancelled unexpectedly".to_owned()),
         Err(NotReady::Invalid(e)) => Attempt::Done(
             Step::new(Phase::Failed, "InvalidSpec", e.to_string()),
             json!({ "completionTime": status::now() }),
         ),
     }
+}
+
+/// A status write failed: the object is gone (nothing more to do), or try again.
+fn gone_or_retry(e: &crate::Error) -> Attempt {
+    if e.is_not_found() {
+        Attempt::Cancelled
+    } else {
+        Attempt::Retry(e.to_string())
+    }
+}
+
+fn next_backoff(backoff: Duration, max: Duration) -> Duration {
+    backoff.saturating_mul(2).min(max).max(MIN_BACKOFF)
 }
 
 /// `namespace/name` of the Job a previous controller process started for this generation.
@@ -159,8 +197,12 @@ async fn execute(
         .cleanup(CleanupPolicy::default().delete_on_cancel(false))
         .log_tail_lines(ctx.options.log_tail_lines)
         .build();
-    let config = effective_config(ctx, build, config, resumed.is_some())?;
-    prepare::service_account(ctx, &runner, &config).await?;
+    let finished = match resumed {
+        Some(_) => resumed_job_succeeded(ctx, build).await?,
+        None => false,
+    };
+    let config = effective_config(ctx, build, config, finished)?;
+    prepare::service_account(ctx, build, &runner, &config).await?;
     let (sink, events) = EventSink::channel(EVENT_LOG_CAPACITY);
     let follow = report::follow(events, &ctx.recorder, api, build, ctx.options.log_tail_lines);
     let run = async {
@@ -180,22 +222,44 @@ async fn execute(
     Ok(outcome::verdict(result, resumed, tail))
 }
 
+/// Whether the Job a previous process started for this generation (the status' `jobRef`) has
+/// succeeded: then its image is the one under the tag.
+async fn resumed_job_succeeded(ctx: &Context, build: &ImageBuild) -> Result<bool, NotReady> {
+    let Some(job_ref) = build.status.as_ref().and_then(|s| s.job_ref.as_ref()) else {
+        return Ok(false);
+    };
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &job_ref.namespace);
+    let job = jobs
+        .get_opt(&job_ref.name)
+        .await
+        .map_err(|e| NotReady::Retry(format!("reading Job {}/{}: {e}", job_ref.namespace, job_ref.name)))?;
+    let status = job.and_then(|j| j.status).unwrap_or_default();
+    let complete = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Complete" && c.status == "True");
+    Ok(complete || status.succeeded.unwrap_or_default() > 0)
+}
+
 /// The spec's config with what the controller decides: the insecure registries, and forcing.
 /// A new generation that changes what is built under a tag this object already built is built
-/// again (its tag exists: without forcing it would be skipped); a generation taken over from a
-/// previous process is never forced, so its Job is attached to, not replaced.
+/// again (its tag exists: without forcing it would be skipped). A forced generation taken over
+/// from a previous process stays forced while its Job runs (the runner attaches to a running
+/// Job of the same build even when forced); once that Job `finished` well, it is not forced, so
+/// the probe finds and reports the Job's image instead of building it again.
 fn effective_config(
     ctx: &Context,
     build: &ImageBuild,
     config: &BuildConfig,
-    resumed: bool,
+    finished: bool,
 ) -> Result<BuildConfig, NotReady> {
     let status = build.status.clone().unwrap_or_default();
     let hash = config.build_hash().to_string();
     let rebuilt = status.image.as_deref() == Some(build.spec.image.as_str())
         && status.digest.is_some()
         && status.build_hash.as_deref().is_some_and(|h| h != hash);
-    let force = !resumed && (build.spec.force || rebuilt);
+    let force = !finished && (build.spec.force || rebuilt);
     let mut b = config.clone().into_builder().force(force);
     for host in &ctx.options.insecure_registries {
         b = b.insecure_registry(host.clone());
@@ -221,23 +285,27 @@ async fn finish(
     if step.phase != Phase::Failed || extra.get("digest").is_some() {
         extra["image"] = json!(build.spec.image);
     }
-    // Only what this object built counts as "built before" for a later generation.
+    // Only what this object built counts as "built before" for a later generation: a skip
+    // found another's image under the tag.
     if step.phase == Phase::Succeeded
         && let Some(hash) = build_hash(build)
     {
         extra["buildHash"] = json!(hash);
+    } else if step.phase == Phase::Skipped {
+        extra["buildHash"] = Value::Null;
     }
     let patch = status::patch(build, step, extra);
-    let mut backoff = ctx.options.error_backoff.0;
+    let mut backoff = ctx.options.error_backoff.0.max(MIN_BACKOFF);
     while let Err(e) = status::write(api, build, &patch).await {
-        tracing::warn!(imagebuild = %build.name_any(), error = %e, "cannot record the outcome; retrying");
+        if e.is_not_found() {
+            return;
+        }
+        tracing::warn!(imagebuild = %status::key(build), error = %e, "cannot record the outcome; retrying");
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2)
-            .min(ctx.options.error_backoff.1)
-            .max(Duration::from_millis(100));
+        backoff = next_backoff(backoff, ctx.options.error_backoff.1);
     }
     let type_ = if step.phase == Phase::Failed {
         EventType::Warning

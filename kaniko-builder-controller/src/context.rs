@@ -18,7 +18,7 @@ pub(crate) struct Context {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) recorder: Recorder,
     pub(crate) builds: Builds,
-    /// Namespaces whose build ServiceAccount this process made sure of.
+    /// The build ServiceAccounts (`namespace/name`) this process made sure of.
     pub(crate) accounts: Mutex<HashSet<String>>,
     /// Consecutive reconcile errors per object, for the back-off.
     pub(crate) errors: Mutex<HashMap<String, u32>>,
@@ -52,6 +52,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub(crate) struct Builds {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Set by [`Builds::stop_all`]: this process no longer starts builds.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 struct Entry {
@@ -82,8 +84,12 @@ pub(crate) enum Start {
 
 impl Builds {
     /// Registers the build of `generation` for `uid` unless it is known; cancels (and waits
-    /// for) a build of another generation first.
+    /// for) a build of another generation first. After [`stop_all`](Self::stop_all), nothing
+    /// starts (every build counts as known).
     pub(crate) async fn start(&self, uid: &str, generation: Option<i64>) -> Start {
+        if self.is_closed() {
+            return Start::Known;
+        }
         let older = {
             let entries = lock(&self.entries);
             match entries.get(uid) {
@@ -98,7 +104,12 @@ impl Builds {
         }
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(false);
-        lock(&self.entries).insert(
+        let mut entries = lock(&self.entries);
+        // Checked under the lock stop_all drains with: no build slips in after it.
+        if self.is_closed() {
+            return Start::Known;
+        }
+        entries.insert(
             uid.to_owned(),
             Entry {
                 generation,
@@ -129,12 +140,18 @@ impl Builds {
         }
     }
 
-    /// Cancels every build and waits for their tasks (shutting down, or no longer the leader).
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Cancels every build and waits for their tasks (shutting down, or no longer the leader);
+    /// no build starts afterwards.
     pub(crate) async fn stop_all(&self) {
-        let all: Vec<_> = lock(&self.entries)
-            .drain()
-            .map(|(_, e)| (e.cancel, e.done))
-            .collect();
+        let all: Vec<_> = {
+            let mut entries = lock(&self.entries);
+            self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            entries.drain().map(|(_, e)| (e.cancel, e.done)).collect()
+        };
         for (cancel, _) in &all {
             cancel.cancel();
         }
@@ -207,6 +224,11 @@ mod tests {
         for t in tasks {
             assert!(t.is_finished() || t.await.is_ok());
         }
+        assert!(builds.generations().is_empty());
+        assert!(
+            matches!(builds.start("c", Some(1)).await, Start::Known),
+            "nothing starts after stop_all"
+        );
         assert!(builds.generations().is_empty());
     }
 }

@@ -9,6 +9,9 @@ use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
+use kaniko_builder::registry::RegistrySettings;
+use kaniko_builder::{BuildConfig, ImageRef, RegistryClient};
+
 use crate::context::Context;
 use crate::crd::ImageBuild;
 use crate::reconcile::{error_policy, reconcile};
@@ -42,6 +45,7 @@ pub async fn run_until(
             problem: "0: at least one build must be able to run".to_owned(),
         });
     }
+    validate_registries(&options)?;
     match options.lease.clone() {
         None => work(client, options, shutdown).await,
         Some(lease) => {
@@ -54,6 +58,37 @@ pub async fn run_until(
     }
 }
 
+/// Checks the registry options once, as every build would use them: a bad one is the
+/// operator's to fix, not each `ImageBuild`'s.
+fn validate_registries(options: &ControllerOptions) -> Result<()> {
+    let mut client = RegistryClient::builder();
+    for host in &options.insecure_registries {
+        client = client.insecure_registry(host.clone());
+    }
+    for (host, pem) in &options.registry_cas {
+        client = client.registry(host.clone(), RegistrySettings::default().ca_pem(pem.clone()));
+    }
+    client.build().map_err(|e| Error::InvalidOption {
+        option: "insecure registries or registry CAs",
+        problem: e.to_string(),
+    })?;
+    for host in &options.insecure_registries {
+        let probe = format!("{host}/kaniko-builder/validate:latest");
+        let image: ImageRef = probe.parse().map_err(|e| Error::InvalidOption {
+            option: "insecure registry",
+            problem: format!("{host:?}: {e}"),
+        })?;
+        BuildConfig::builder(image)
+            .insecure_registry(host.clone())
+            .build()
+            .map_err(|e| Error::InvalidOption {
+                option: "insecure registry",
+                problem: format!("{host:?}: {e}"),
+            })?;
+    }
+    Ok(())
+}
+
 /// Reconciles until `stop`, then stops the builds this process follows.
 async fn work(client: kube::Client, options: ControllerOptions, stop: CancellationToken) -> Result<()> {
     let api: Api<ImageBuild> = match &options.namespace {
@@ -64,7 +99,13 @@ async fn work(client: kube::Client, options: ControllerOptions, stop: Cancellati
     let ctx = Arc::new(Context::new(client, options, instance));
     tracing::info!(namespace = ?ctx.options.namespace, concurrency = ctx.options.concurrency, "controller started");
     let shutdown = stop.clone();
-    Controller::new(api, watcher::Config::default())
+    // The builds stop at once: the controller's graceful shutdown waits for the reconciles in
+    // flight, and a new leader may already be attaching to their Jobs.
+    let stop_builds = async {
+        stop.cancelled().await;
+        ctx.builds.stop_all().await;
+    };
+    let controller = Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, Arc::clone(&ctx))
         .for_each(|result| async move {
@@ -76,9 +117,28 @@ async fn work(client: kube::Client, options: ControllerOptions, stop: Cancellati
                 }
                 Err(e) => tracing::warn!(error = %e, "watching ImageBuilds"),
             }
-        })
-        .await;
+        });
+    tokio::join!(controller, stop_builds);
     ctx.builds.stop_all().await;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_registry_options_are_refused_before_any_build() {
+        let ok = ControllerOptions::default().insecure_registry("registry.local:5000");
+        assert!(validate_registries(&ok).is_ok());
+        for bad in [
+            ControllerOptions::default().insecure_registry("http://registry.local:5000"),
+            ControllerOptions::default().registry_ca("registry.local:5000", "not a PEM certificate"),
+        ] {
+            let e = validate_registries(&bad).expect_err("refused");
+            assert!(matches!(e, Error::InvalidOption { .. }), "{e}");
+            assert!(e.to_string().contains("registry"), "{e}");
+        }
+    }
 }

@@ -1,4 +1,13 @@
 //! The `ImageBuild` custom resource: what to build (the spec) and what happened (the status).
+//!
+//! ```yaml
+//! apiVersion: kaniko-builder.io/v1alpha1
+//! kind: ImageBuild
+//! metadata: { name: app, namespace: builds }
+//! spec:
+//!   image: registry.example:5000/team/app:v1
+//!   context: { git: { url: "https://git.example/team/app.git", reference: refs/heads/main } }
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -24,20 +33,12 @@ pub const DEFAULT_REGISTRY_SECRET: &str = "docker-config-secret";
 /// A container image to build with kaniko on this cluster, unless its tag already exists (or
 /// `force`). One generation of the spec is built at most once; a new generation is decided
 /// again.
-///
-/// ```yaml
-/// apiVersion: kaniko-builder.io/v1alpha1
-/// kind: ImageBuild
-/// metadata: { name: app, namespace: builds }
-/// spec:
-///   image: registry.example:5000/team/app:v1
-///   context: { git: { url: "https://git.example/team/app.git", reference: refs/heads/main } }
-/// ```
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kaniko-builder.io",
     version = "v1alpha1",
     kind = "ImageBuild",
+    doc = "An image built with kaniko by a Job of this namespace and pushed to a registry; `kubectl wait --for=condition=Succeeded` waits for it.",
     plural = "imagebuilds",
     shortname = "ib",
     namespaced,
@@ -80,7 +81,9 @@ pub struct ImageBuildSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_secret: Option<String>,
     /// A ConfigMap of this namespace with options for the build's Job (images, resources,
-    /// scheduling, deadline): see [`crate::job_options`] for its keys.
+    /// scheduling, deadline). Keys: executorImage, initImage, serviceAccountName,
+    /// activeDeadlineSeconds, ttlSecondsAfterFinished, nodeSelector, labels, annotations,
+    /// tolerations, executorResources, initResources, imagePullSecrets; values are YAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_options_ref: Option<LocalObjectReference>,
 }

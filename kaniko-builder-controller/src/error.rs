@@ -61,6 +61,11 @@ impl Error {
             source: Box::new(source),
         }
     }
+
+    /// Whether the API server answered 404: the object is gone.
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, Self::Kube { source, .. } if matches!(source.as_ref(), kube::Error::Api(s) if s.code == 404))
+    }
 }
 
 /// The controller's result.

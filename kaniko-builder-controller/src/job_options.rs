@@ -181,4 +181,20 @@ mod tests {
         let e = apply(JobOptions::default(), &config_map(&[("nodeSelector", "[1, 2]")])).expect_err("bad");
         assert!(e.problem.contains("nodeSelector"), "{e}");
     }
+
+    /// `kubectl explain imagebuild.spec.jobOptionsRef` lists the keys: the schema's copy
+    /// must not drift from [`KEYS`].
+    #[test]
+    fn the_schema_lists_every_key() {
+        use kube::CustomResourceExt as _;
+        let crd = serde_json::to_value(crate::ImageBuild::crd()).expect("serialize");
+        let description = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["jobOptionsRef"]["description"]
+            .as_str()
+            .expect("jobOptionsRef has a description")
+            .to_owned();
+        for key in KEYS {
+            assert!(description.contains(key), "{key} missing from {description:?}");
+        }
+    }
 }

@@ -32,6 +32,7 @@
 //! ```
 
 mod build;
+mod cleanup;
 mod context;
 mod controller;
 pub mod crd;

@@ -63,7 +63,8 @@ struct RunArgs {
     /// without it and without `$POD_NAMESPACE`, no election: run one replica.
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
-    /// The Lease's name.
+    /// The Lease's name. The installed Role lets the controller read and renew only the
+    /// default name: another one needs that Role's `resourceNames` changed too.
     #[arg(long, default_value = "kaniko-builder-controller")]
     lease_name: String,
     /// This replica's identity in the Lease (default: `$POD_NAME`, else the host name and pid).

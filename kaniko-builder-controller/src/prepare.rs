@@ -52,10 +52,15 @@ pub(crate) async fn registry_client(ctx: &Context, build: &ImageBuild) -> Result
     let secret = match secrets.get_opt(name).await {
         Ok(s) => s,
         Err(kube::Error::Api(s)) if s.code == 403 => {
+            let default = if named.is_none() {
+                " (the default when spec.registrySecret is not set)"
+            } else {
+                ""
+            };
             return Err(invalid(
                 "spec.registrySecret",
                 format!(
-                    "the controller may not read Secret {ns}/{name}: it reads only the Secret names it was installed with"
+                    "the controller may not read Secret {ns}/{name}{default}: it reads only the Secret names it was installed with (install --registry-secret)"
                 ),
             ));
         }
@@ -151,30 +156,42 @@ pub(crate) async fn job_options(ctx: &Context, build: &ImageBuild) -> Result<Job
         .annotation(ANNOTATION_IMAGEBUILD, format!("{ns}/{}", build.name_any())))
 }
 
-/// Makes the build Pods' ServiceAccount exist in the build's namespace (once per process and
-/// namespace), as the library renders it: without a token. A custom account (job options) is
-/// the administrator's to make.
+/// Makes the build Pods' ServiceAccount exist in the build's namespace (once per process,
+/// namespace and account), as the library renders it: without a token. A custom account (job
+/// options) is the administrator's to make.
 pub(crate) async fn service_account(
     ctx: &Context,
+    build: &ImageBuild,
     runner: &kaniko_builder::k8s::KubeRunner,
     config: &BuildConfig,
 ) -> Result<(), NotReady> {
+    // Every platform's Job runs under the same account: the first one's render tells.
+    let one = match config.platforms().first() {
+        Some(platform) => config.for_platform(platform),
+        None => config.clone(),
+    };
+    // The spec itself was checked already: what fails here is a job option.
+    let manifests = runner.render(&one).map_err(|e| {
+        let field = match &build.spec.job_options_ref {
+            Some(_) => "spec.jobOptionsRef",
+            None => "the controller's job options",
+        };
+        invalid(field, e.to_string())
+    })?;
+    let Some(account) = &manifests.service_account else {
+        return Ok(());
+    };
     let ns = config.namespace().to_owned();
-    if lock(&ctx.accounts).contains(&ns) {
+    let name = account.name_any();
+    let key = format!("{ns}/{name}");
+    if lock(&ctx.accounts).contains(&key) {
         return Ok(());
     }
-    // The spec itself was checked already: what fails here is a job option.
-    let manifests = runner
-        .render(config)
-        .map_err(|e| invalid("spec.jobOptionsRef", e.to_string()))?;
-    if let Some(account) = &manifests.service_account {
-        let name = account.name_any();
-        let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
-        accounts
-            .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(account))
-            .await
-            .map_err(|e| NotReady::Retry(format!("applying ServiceAccount {ns}/{name}: {e}")))?;
-    }
-    lock(&ctx.accounts).insert(ns);
+    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
+    accounts
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(account))
+        .await
+        .map_err(|e| NotReady::Retry(format!("applying ServiceAccount {key}: {e}")))?;
+    lock(&ctx.accounts).insert(key);
     Ok(())
 }

@@ -1,26 +1,20 @@
 //! The reconciler: quick decisions per `ImageBuild`; the builds themselves run in their own
 //! tasks ([`crate::build`]).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt as _;
-use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event};
-use kube::runtime::wait::{await_condition, conditions};
 use serde_json::json;
 
 use crate::context::{Context, Start, lock};
 use crate::crd::{FINALIZER, ImageBuild, Phase};
-use crate::prepare::LABEL_IMAGEBUILD_UID;
 use crate::status::{self, Step};
-use crate::{Error, Result, build, report, spec};
-
-/// How long a deletion waits for the build's Jobs and Pods to go.
-const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
+use crate::{Error, Result, build, cleanup, report, spec};
 
 /// Reconciles one `ImageBuild`: the finalizer first, then [`apply`] or [`cleanup`].
 pub(crate) async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action> {
@@ -31,7 +25,7 @@ pub(crate) async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Resu
     let result = Box::pin(finalizer::finalizer(&api, FINALIZER, build, |event| async {
         match event {
             Event::Apply(build) => apply(build, Arc::clone(&ctx)).await,
-            Event::Cleanup(build) => Box::pin(cleanup(build, &ctx)).await,
+            Event::Cleanup(build) => Box::pin(cleanup::cleanup(build, &ctx)).await,
         }
     }))
     .await
@@ -93,7 +87,14 @@ async fn apply(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action> {
     };
     match ctx.builds.start(&uid, generation).await {
         Start::Known => {}
-        Start::New(started) => build::spawn(Arc::clone(&ctx), build, config, started),
+        Start::New(started) => {
+            // The older generation's task has ended; its Job must not push after this one.
+            let keep = cleanup::job_names(&build);
+            if let Err(e) = cleanup::delete_stale_jobs(&ctx, &build, &keep).await {
+                tracing::warn!(imagebuild = %status::key(&build), error = %e, "cannot delete an outdated Job");
+            }
+            build::spawn(Arc::clone(&ctx), build, config, started);
+        }
     }
     Ok(Action::await_change())
 }
@@ -103,6 +104,7 @@ async fn reject(build: &ImageBuild, ctx: &Context, invalid: spec::InvalidSpec) -
     let uid = build.uid().unwrap_or_default();
     // A running build of an older generation is superseded by this (invalid) one.
     ctx.builds.stop(&uid).await;
+    cleanup::delete_stale_jobs(ctx, build, &BTreeSet::new()).await?;
     let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
     let step = Step::new(Phase::Failed, "InvalidSpec", invalid.to_string());
     let extra = json!({ "completionTime": status::now(), "jobRef": null, "lastLogLines": null });
@@ -115,53 +117,5 @@ async fn reject(build: &ImageBuild, ctx: &Context, invalid: spec::InvalidSpec) -
         invalid.to_string(),
     )
     .await;
-    Ok(Action::await_change())
-}
-
-/// A deleted object: stop its build, delete its Jobs (and so their Pods), then let it go.
-async fn cleanup(build: Arc<ImageBuild>, ctx: &Context) -> Result<Action> {
-    let uid = build.uid().unwrap_or_default();
-    let ns = build.namespace().unwrap_or_default();
-    ctx.builds.stop(&uid).await;
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = format!("{LABEL_IMAGEBUILD_UID}={uid}");
-    let list = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| {
-            Error::kube(
-                format!("listing the Jobs of ImageBuild {ns}/{}", build.name_any()),
-                e,
-            )
-        })?;
-    let foreground = DeleteParams {
-        propagation_policy: Some(PropagationPolicy::Foreground),
-        ..DeleteParams::default()
-    };
-    for job in list {
-        let (name, job_uid) = (job.name_any(), job.uid().unwrap_or_default());
-        match jobs.delete(&name, &foreground).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => return Err(Error::kube(format!("deleting Job {ns}/{name}"), e)),
-        }
-        report::publish(
-            &ctx.recorder,
-            &build,
-            EventType::Normal,
-            "Deleting",
-            format!("deleting Job {ns}/{name}"),
-        )
-        .await;
-        // Foreground: the Job goes once its Pods are gone.
-        let gone = await_condition(jobs.clone(), &name, conditions::is_deleted(&job_uid));
-        if tokio::time::timeout(CLEANUP_TIMEOUT, gone).await.is_err() {
-            return Err(Error::Object {
-                object: format!("Job {ns}/{name}"),
-                problem: format!("not gone {}s after its deletion", CLEANUP_TIMEOUT.as_secs()),
-            });
-        }
-    }
-    lock(&ctx.errors).remove(&format!("{ns}/{}", build.name_any()));
     Ok(Action::await_change())
 }

@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 
 use futures::StreamExt as _;
 use kaniko_builder::{BuildEvent, EventStream};
+use kube::Resource as _;
 use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
 
 use crate::crd::ImageBuild;
@@ -30,7 +30,7 @@ pub(crate) async fn publish(
         secondary: None,
     };
     if let Err(e) = recorder.publish(&event, &build.object_ref(&())).await {
-        tracing::warn!(imagebuild = %build.name_any(), reason, error = %e, "cannot publish an event");
+        tracing::warn!(imagebuild = %status::key(build), reason, error = %e, "cannot publish an event");
     }
 }
 
@@ -71,10 +71,10 @@ pub(crate) async fn follow(
         }
         if let BuildEvent::Queued { job, namespace } | BuildEvent::Attached { job, namespace } = step {
             let attached = matches!(step, BuildEvent::Attached { .. });
-            tracing::info!(imagebuild = %build.name_any(), job = %format!("{namespace}/{job}"), attached, "following the build's Job");
+            tracing::info!(imagebuild = %status::key(build), job = %format!("{namespace}/{job}"), attached, "following the build's Job");
             let patch = json!({ "status": { "jobRef": status::job_ref(namespace, job) } });
             if let Err(e) = status::write(api, build, &patch).await {
-                tracing::warn!(imagebuild = %build.name_any(), error = %e, "cannot record the Job");
+                tracing::warn!(imagebuild = %status::key(build), error = %e, "cannot record the Job");
             }
         }
         if let Some((reason, note)) = describe(&event) {

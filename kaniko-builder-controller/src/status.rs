@@ -110,6 +110,11 @@ pub(crate) fn job_ref(namespace: &str, name: &str) -> Value {
     })
 }
 
+/// `namespace/name` of `build`, how logs and messages name it.
+pub(crate) fn key(build: &ImageBuild) -> String {
+    format!("{}/{}", build.namespace().unwrap_or_default(), build.name_any())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -261,18 +261,25 @@ fn imagebuild_api(client: &kube::Client, namespace: &str) -> Api<DynamicObject> 
 const CONTROLLER: &str = "kaniko-builder-controller";
 const SYSTEM: &str = "kaniko-builder-system";
 
-/// Our field manager's entry of the CRD's managed fields, and its generation: what a no-op
-/// apply leaves as it was.
-async fn crd_state(admin: &kube::Client) -> anyhow::Result<(Option<i64>, String)> {
+/// The CRD's generation and spec, and the fields our field manager owns: what a no-op apply
+/// leaves as it was. The entry's `time` is left out: the API server may stamp a no-op apply
+/// with the second it arrived in, which says nothing about a change.
+async fn crd_state(admin: &kube::Client) -> anyhow::Result<(Option<i64>, String, String)> {
     let crd = Api::<CustomResourceDefinition>::all(admin.clone())
         .get(&install::crd().name_any())
         .await?;
-    let ours = crd
+    let mut ours = crd
         .managed_fields()
         .iter()
         .find(|f| f.manager.as_deref() == Some(install::FIELD_MANAGER))
-        .context("the install's managed fields")?;
-    Ok((crd.meta().generation, serde_json::to_string(ours)?))
+        .context("the install's managed fields")?
+        .clone();
+    ours.time = None;
+    Ok((
+        crd.meta().generation,
+        serde_json::to_string(&crd.spec)?,
+        serde_json::to_string(&ours)?,
+    ))
 }
 
 #[tokio::test]

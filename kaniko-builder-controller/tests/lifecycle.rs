@@ -1,7 +1,8 @@
 //! An ImageBuild's life under the controller binary, on a real API server, a stand-in node
 //! running buildah and a real TLS registry: built once, skipped when the tag exists, left alone
 //! when nothing changed, rebuilt once per spec change that changes the build, and cleaned up
-//! (Job and Pod) when deleted mid-build.
+//! (Job and Pod) when deleted mid-build, except a Job another object is still built by; a
+//! generation superseded mid-build loses its Job; a multi-platform spec builds an index.
 
 mod support;
 
@@ -11,6 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kaniko_builder_controller::Phase;
 use kaniko_builder_controller::crd::{FINALIZER, ImageBuild};
+use kaniko_builder_testkit::node::host_platform;
 use kaniko_builder_testkit::{Fault, Target};
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
@@ -19,6 +21,9 @@ use support::{Bed, JobWatch, builds, succeeded};
 
 const NS: &str = "life";
 const GONE_NS: &str = "gone";
+const SHARED_NS: &str = "shared";
+const SUPERSEDED_NS: &str = "superseded";
+const MULTI_NS: &str = "multi";
 /// A quiet window in which nothing may happen; no assertion is about how long anything takes.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -27,6 +32,9 @@ async fn an_image_build_is_built_skipped_rebuilt_on_change_and_cleaned_up() -> a
     let bed = Bed::start().await?;
     bed.namespace(NS).await?;
     bed.namespace(GONE_NS).await?;
+    for ns in [SHARED_NS, SUPERSEDED_NS, MULTI_NS] {
+        bed.namespace(ns).await?;
+    }
     let jobs = JobWatch::start(&bed.admin(), NS).await?;
     let controller = bed.controller("main", &[])?;
 
@@ -35,6 +43,9 @@ async fn an_image_build_is_built_skipped_rebuilt_on_change_and_cleaned_up() -> a
     left_alone_without_a_new_generation(&bed, &jobs).await?;
     rebuilt_once_per_change(&bed, &jobs, &built).await?;
     deleted_mid_build(&bed).await?;
+    a_shared_job_outlives_one_of_its_builds(&bed).await?;
+    superseded_mid_build(&bed).await?;
+    multi_platform(&bed).await?;
 
     controller.stop().await
 }
@@ -211,6 +222,142 @@ async fn deleted_mid_build(bed: &Bed) -> anyhow::Result<()> {
         GONE_NS,
         pushed.is_none(),
         format!("deleted: the image was pushed anyway ({pushed:?})"),
+    )
+    .await
+}
+
+/// Two objects asking for the same build share its Job; deleting the one whose build created it
+/// keeps the Job, and the other is built by it.
+async fn a_shared_job_outlives_one_of_its_builds(bed: &Bed) -> anyhow::Result<()> {
+    let jobs = JobWatch::start(&bed.admin(), SHARED_NS).await?;
+    bed.node
+        .inject(
+            Fault::SlowStart(Duration::from_secs(15)),
+            Target::NamePrefix("kb-shared-app-v1-".to_owned()),
+        )
+        .await?;
+    bed.build(SHARED_NS, "first", "shared/app:v1", "shared").await?;
+    let has_job = |b: &ImageBuild| b.status.as_ref().is_some_and(|s| s.job_ref.is_some());
+    let first = bed
+        .wait_build(SHARED_NS, "first", "a Job reference", has_job)
+        .await?;
+    bed.apply(SHARED_NS, "second", serde_json::to_value(&first.spec)?)
+        .await?;
+    let second = bed
+        .wait_build(SHARED_NS, "second", "a Job reference", has_job)
+        .await?;
+    let job_of = |b: &ImageBuild| b.status.as_ref().and_then(|s| s.job_ref.clone()).map(|j| j.name);
+    bed.ensure(
+        SHARED_NS,
+        job_of(&first) == job_of(&second) && jobs.created().len() == 1,
+        format!(
+            "shared: expected one Job for both, got {:?} and {:?}; Jobs {:?}",
+            job_of(&first),
+            job_of(&second),
+            jobs.created()
+        ),
+    )
+    .await?;
+    bed.delete(SHARED_NS, "first").await?;
+    bed.wait_gone(SHARED_NS, "first").await?;
+    let job_name = job_of(&first).unwrap_or_default();
+    let job = Api::<Job>::namespaced(bed.admin(), SHARED_NS)
+        .get_opt(&job_name)
+        .await?;
+    bed.ensure(
+        SHARED_NS,
+        job.is_some_and(|j| j.metadata.deletion_timestamp.is_none()),
+        format!("shared: Job {job_name} was deleted with the first of its two ImageBuilds"),
+    )
+    .await?;
+    let done = bed.wait_done(SHARED_NS, "second").await?;
+    let digest = bed.registry_digest(&bed.image("shared/app:v1")).await?;
+    let status = done.status.clone().unwrap_or_default();
+    bed.ensure(
+        SHARED_NS,
+        succeeded(&done) == ("True".into(), "Built".into())
+            && digest.is_some()
+            && status.digest == digest
+            && jobs.created().len() == 1,
+        format!(
+            "shared: the second ImageBuild ended {:?} with {:?} (registry {digest:?}); Jobs {:?}",
+            succeeded(&done),
+            status.digest,
+            jobs.created()
+        ),
+    )
+    .await
+}
+
+/// A new generation while the old one's Pod is held: the old Job is deleted before the new
+/// build starts (it must not push over the new image), and the new one is built.
+async fn superseded_mid_build(bed: &Bed) -> anyhow::Result<()> {
+    let ns = SUPERSEDED_NS;
+    let jobs = JobWatch::start(&bed.admin(), ns).await?;
+    bed.node
+        .inject(
+            Fault::SlowStart(Duration::from_secs(60)),
+            Target::NamePrefix("kb-superseded-app-v1-".to_owned()),
+        )
+        .await?;
+    let first = bed.build(ns, "app", "superseded/app:v1", "old").await?;
+    let has_job = |b: &ImageBuild| b.status.as_ref().is_some_and(|s| s.job_ref.is_some());
+    let building = bed.wait_build(ns, "app", "a Job reference", has_job).await?;
+    let old_job = building
+        .status
+        .and_then(|s| s.job_ref)
+        .map(|j| j.name)
+        .unwrap_or_default();
+    let mut spec = serde_json::to_value(&first.spec)?;
+    spec["buildArgs"] = json!({ "VERSION": "2" });
+    let applied = bed.apply(ns, "app", spec).await?;
+    let done = bed.wait_done(ns, "app").await?;
+    let status = done.status.clone().unwrap_or_default();
+    let digest = bed.registry_digest(&bed.image("superseded/app:v1")).await?;
+    let old = Api::<Job>::namespaced(bed.admin(), ns).get_opt(&old_job).await?;
+    let created = jobs.created();
+    bed.ensure(
+        ns,
+        old.is_none()
+            && created.len() == 2
+            && succeeded(&done) == ("True".into(), "Built".into())
+            && status.observed_generation == applied.metadata.generation
+            && digest.is_some()
+            && status.digest == digest
+            && status.job_ref.as_ref().map(|j| &j.name) == created.last(),
+        format!(
+            "superseded: expected {old_job} gone and the new generation built with {digest:?}; old Job {:?}, Jobs {created:?}, status {status:?}",
+            old.map(|j| j.metadata.deletion_timestamp)
+        ),
+    )
+    .await
+}
+
+/// `spec.platforms`: one Job per platform (here the node's), then the index under the tag.
+async fn multi_platform(bed: &Bed) -> anyhow::Result<()> {
+    let ns = MULTI_NS;
+    let jobs = JobWatch::start(&bed.admin(), ns).await?;
+    let image = bed.image("multi/app:v1");
+    let digest = bed.push_context(&image, "multi").await?;
+    let mut spec = support::blob_spec(&image, &digest);
+    spec["platforms"] = json!([host_platform().to_string()]);
+    bed.apply(ns, "app", spec).await?;
+    let done = bed.wait_done(ns, "app").await?;
+    let status = done.status.clone().unwrap_or_default();
+    let pushed = bed.registry_digest(&image).await?;
+    bed.ensure(
+        ns,
+        succeeded(&done) == ("True".into(), "Built".into())
+            && pushed.is_some()
+            && status.digest == pushed
+            && jobs.created().len() == 1,
+        format!(
+            "multi-platform: ended {:?}: {:?} with {:?} (registry {pushed:?}); Jobs {:?}",
+            succeeded(&done),
+            done.status.as_ref().map(|s| &s.conditions),
+            status.digest,
+            jobs.created()
+        ),
     )
     .await
 }

@@ -1,6 +1,7 @@
 //! The controller stopped mid-build, killed (SIGKILL) or stopped gracefully (SIGTERM), then
 //! started again: it attaches to the build's Job, so there is exactly one Job, and the status
-//! ends right. Real API server, stand-in node running buildah, real TLS registry.
+//! ends right, also for a forced build whose tag already holds an older image. Real API
+//! server, stand-in node running buildah, real TLS registry.
 
 mod support;
 
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use kaniko_builder_controller::Phase;
 use kaniko_builder_testkit::{Fault, Target};
-use support::{Bed, Controller, JobWatch, succeeded};
+use serde_json::json;
+use support::{Bed, Controller, JobWatch, blob_spec, succeeded};
 
 /// How long the build's Pod is held, so the controller stops while its Job runs.
 const HOLD: Duration = Duration::from_secs(15);
@@ -24,6 +26,7 @@ async fn a_restarted_controller_attaches_to_the_running_job() -> anyhow::Result<
     let bed = Bed::start().await?;
     restarted_mid_build(&bed, "killed", Stop::Kill).await?;
     restarted_mid_build(&bed, "terminated", Stop::Terminate).await?;
+    restarted_mid_forced_build(&bed, "forced").await?;
     Ok(())
 }
 
@@ -60,6 +63,57 @@ async fn restarted_mid_build(bed: &Bed, ns: &str, stop: Stop) -> anyhow::Result<
             && created.len() == 1
             && status.job_ref.as_ref().map(|j| &j.name) == created.first(),
         format!("{stop:?} mid-build: expected one Job and Built with {digest:?}; Jobs {created:?}"),
+    )
+    .await?;
+    second.stop().await
+}
+
+/// The tag holds an image this object built; a forced generation (another context) is killed
+/// mid-build: the next controller must not take the older image under the tag for the result,
+/// but attach to the forced Job and record its image.
+async fn restarted_mid_forced_build(bed: &Bed, ns: &str) -> anyhow::Result<()> {
+    bed.namespace(ns).await?;
+    let jobs = JobWatch::start(&bed.admin(), ns).await?;
+    let image = bed.image(&format!("{ns}/app:v1"));
+    let first = bed.controller(&format!("{ns}-first"), &[])?;
+    bed.build(ns, "app", &format!("{ns}/app:v1"), "old").await?;
+    let old = bed.wait_done(ns, "app").await?;
+    let old_digest = old.status.and_then(|s| s.digest);
+    bed.node
+        .inject(
+            Fault::SlowStart(HOLD),
+            Target::NamePrefix(format!("kb-{ns}-app-v1-")),
+        )
+        .await?;
+    let mut spec = blob_spec(&image, &bed.push_context(&image, "new").await?);
+    spec["force"] = json!(true);
+    let applied = bed.apply(ns, "app", spec).await?;
+    let generation = applied.metadata.generation;
+    bed.wait_build(ns, "app", "the forced generation's Job reference", |b| {
+        b.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation == generation && s.job_ref.is_some())
+    })
+    .await?;
+    first.kill()?;
+
+    let second = bed.controller(&format!("{ns}-second"), &[])?;
+    let done = bed.wait_done(ns, "app").await?;
+    let status = done.status.clone().unwrap_or_default();
+    let digest = bed.registry_digest(&image).await?;
+    let created = jobs.created();
+    bed.ensure(
+        ns,
+        succeeded(&done) == ("True".into(), "Built".into())
+            && digest.is_some()
+            && digest != old_digest
+            && status.digest == digest
+            && created.len() == 2
+            && status.job_ref.as_ref().map(|j| &j.name) == created.last(),
+        format!(
+            "forced, killed mid-build: expected the forced Job's image, not the older {old_digest:?}; status {:?}, registry {digest:?}, Jobs {created:?}",
+            status.digest
+        ),
     )
     .await?;
     second.stop().await
