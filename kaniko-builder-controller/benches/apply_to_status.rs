@@ -415,11 +415,11 @@ fn what(event: &Value) -> String {
     }
 }
 
-/// Requests per (peer, sender), and the controller's per (peer, what).
+/// Requests per (peer, sender), and per (peer, sender, what).
 #[derive(Default)]
 struct Tally {
     by_sender: BTreeMap<(Peer, Sender), usize>,
-    controller: BTreeMap<Peer, BTreeMap<String, usize>>,
+    by_what: BTreeMap<(Peer, Sender), BTreeMap<String, usize>>,
 }
 
 fn tally(timed: &[Timed], requests: &[Request]) -> Tally {
@@ -429,13 +429,11 @@ fn tally(timed: &[Timed], requests: &[Request]) -> Tally {
             continue;
         };
         *t.by_sender.entry((build.peer, r.sender)).or_default() += 1;
-        if r.sender == Sender::Controller {
-            *t.controller
-                .entry(build.peer)
-                .or_default()
-                .entry(r.what.clone())
-                .or_default() += 1;
-        }
+        *t.by_what
+            .entry((build.peer, r.sender))
+            .or_default()
+            .entry(r.what.clone())
+            .or_default() += 1;
     }
     t
 }
@@ -515,14 +513,24 @@ fn print_requests(t: &Tally, n: usize) {
         own_a / own_b,
         total(Peer::ImageBuild) / total(Peer::BareJob)
     );
-    for peer in [Peer::ImageBuild, Peer::Skipped] {
-        let mut top: Vec<(&String, &usize)> = t.controller.get(&peer).into_iter().flatten().collect();
+    for (sender, peer) in [
+        (Sender::Controller, Peer::ImageBuild),
+        (Sender::Controller, Peer::Skipped),
+        (Sender::ControllerManager, Peer::ImageBuild),
+        (Sender::ControllerManager, Peer::BareJob),
+    ] {
+        let mut top: Vec<(&String, &usize)> = t.by_what.get(&(peer, sender)).into_iter().flatten().collect();
         top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let list: Vec<String> = top
             .iter()
             .map(|(what, count)| format!("{:.1} {what}", **count as f64 / n as f64))
             .collect();
-        println!("controller per build, {}: {}", peer.label(), list.join(", "));
+        println!(
+            "{} per build, {}: {}",
+            sender.label(),
+            peer.label(),
+            list.join(", ")
+        );
     }
 }
 

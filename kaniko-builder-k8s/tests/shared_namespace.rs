@@ -498,3 +498,65 @@ async fn a_job_whose_secret_cannot_be_made_is_deleted() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The garbage collector's race on a shared Secret: its last other owner goes just as a new
+/// Job adds itself, and a collector that deletes with a uid precondition only (1.20's) deletes
+/// it anyway, under the new Job. That race cannot be made to happen on demand, so the test
+/// does what the collector would: it deletes the Secret once the new Job owns it and before
+/// the node mounts it (the node holds the mount). The kubelet's `FailedMount` Event must make
+/// the run create the Secret again, and the build must succeed; nothing is left afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_collected_under_a_new_job_is_made_again() -> anyhow::Result<()> {
+    let bed = Bed::start().await?;
+    let admin = bed.cluster.admin_client();
+    let ns = "collected";
+    let tool = Tool::new(&admin, &bed.token)?;
+    let (_dir, cfg) = build(&bed.token, ns, "team/collected:v1")?;
+    let job_name = cfg.job_name();
+    bed.node
+        .inject(
+            Fault::SlowMount(Duration::from_secs(4)),
+            Target::label("job-name", job_name.clone()),
+        )
+        .await?;
+    let rec = Recorder::default();
+    let cancel = CancellationToken::new();
+    let run = tokio::time::timeout(WAIT, tool.run(&cfg, &rec, &cancel));
+    let collect = async {
+        let jobs: Api<Job> = Api::namespaced(admin.clone(), ns);
+        let job = tokio::time::timeout(
+            WAIT,
+            kube::runtime::wait::await_condition(jobs, &job_name, |j: Option<&Job>| j.is_some()),
+        )
+        .await??
+        .ok_or_else(|| anyhow::anyhow!("Job {job_name} vanished"))?;
+        let uid = job.uid().unwrap_or_default();
+        let secret = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.volumes.as_ref())
+            .and_then(|vs| vs.iter().find_map(|v| v.secret.as_ref()?.secret_name.clone()))
+            .ok_or_else(|| anyhow::anyhow!("Job {job_name} mounts no Secret"))?;
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), ns);
+        tokio::time::timeout(
+            WAIT,
+            kube::runtime::wait::await_condition(secrets.clone(), &secret, move |s: Option<&Secret>| {
+                s.is_some_and(|s| s.owner_references().iter().any(|o| o.uid == uid))
+            }),
+        )
+        .await??;
+        secrets.delete(&secret, &Default::default()).await?;
+        anyhow::Ok(secret)
+    };
+    let (result, collected) = tokio::join!(run, collect);
+    let secret = collected?;
+    let outcome = result.map_err(|_| anyhow::anyhow!("the build hung without its Secret {secret}"))?;
+    assert!(
+        matches!(outcome, Ok(BuildOutcome::Built { .. })),
+        "{outcome:?}\n{:#?}",
+        rec.steps()
+    );
+    assert_eq!(leftovers_settled(&admin, ns, &[]).await?, Vec::<String>::new());
+    Ok(())
+}

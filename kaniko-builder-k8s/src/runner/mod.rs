@@ -74,11 +74,13 @@
 //!   the garbage collector deletes it with the last of them, never while another build's Job is
 //!   left: a cancellation deletes its Job, and the Secret stays for the others. It is listed in
 //!   what is kept when this run's Job is kept. A Secret shared by name (seed-compatible mode,
-//!   `secret_name`) is kept, and always listed in what is kept. One narrow race is left to the
-//!   garbage collector: when the last other owner of a Secret goes at the very moment a new Job
-//!   adds itself, the collector (which deletes with a uid precondition only, as of 1.20) may
-//!   have decided to delete it already; the new Job's Pod then waits for its Secret until the
-//!   Job's deadline. A Secret collected just *before* a run adds its Job is created again.
+//!   `secret_name`) is kept, and always listed in what is kept. When the last other owner of a
+//!   Secret goes at the very moment a new Job adds itself, the collector (which deletes with a
+//!   uid precondition only, as of 1.20) may delete it under the new Job: while it follows the
+//!   Job, the run watches the namespace's `FailedMount` Events and makes the Secret again when
+//!   the kubelet reports it missing for the Job's Pod (`secret_keeper`), and the kubelet's next
+//!   mount attempt finds it. A Secret collected just *before* a run adds its Job is created
+//!   again as well.
 
 mod cleanup;
 mod deadlines;
@@ -86,6 +88,7 @@ mod flight;
 mod handover;
 mod logs;
 mod options;
+mod secret_keeper;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -568,7 +571,12 @@ impl KubeRunner {
                 tracked,
                 tails,
             );
-            match Box::pin(watch).await? {
+            let keeper = secret_keeper::keep(&inner.client, &manifests, &job, &inner.apply);
+            let stop = tokio::select! {
+                stop = Box::pin(watch) => stop?,
+                never = keeper => match never {},
+            };
+            match stop {
                 Stop::Verdict(v) => return Ok(v),
                 Stop::Reattach => {
                     tracing::debug!(job = %job_name, "the attached Job vanished; creating it again");

@@ -40,6 +40,9 @@ pub enum Fault {
     /// Pod fault: the containers start only after this delay (the Pod stays `Pending` with its
     /// containers waiting in `ContainerCreating`/`PodInitializing`).
     SlowStart(Duration),
+    /// Pod fault: the volumes are set up only after this delay (the Pod stays `Pending` in
+    /// `ContainerCreating`): what the Pod mounts is read after it, as a slow kubelet would.
+    SlowMount(Duration),
 }
 
 impl Fault {
@@ -102,6 +105,7 @@ pub(super) struct PodFaults {
     pub(super) failed_pulls: u32,
     pub(super) evict: bool,
     pub(super) slow_start: Option<Duration>,
+    pub(super) slow_mount: Option<Duration>,
 }
 
 /// Armed Pod faults, in injection order.
@@ -132,6 +136,7 @@ impl FaultBook {
                 Fault::ImagePullFailures { times } => taken.failed_pulls = *times,
                 Fault::Evict => taken.evict = true,
                 Fault::SlowStart(d) => taken.slow_start = Some(*d),
+                Fault::SlowMount(d) => taken.slow_mount = Some(*d),
                 Fault::Unschedulable | Fault::StopReporting => return true,
             }
             false

@@ -31,6 +31,8 @@ use super::volumes::{MountError, Volumes};
 
 /// How often a failed volume setup or env resolution is retried.
 const RETRY: Duration = Duration::from_secs(1);
+/// A failing volume set-up is reported in an Event once per this many attempts.
+const FAILED_MOUNT_EVERY: u32 = 10;
 /// How long `ErrImagePull` shows before `ImagePullBackOff`.
 const ERR_IMAGE_PULL_FOR: Duration = Duration::from_millis(500);
 /// The kubelet's longest image pull back-off (it starts at [`NodeOptions::pull_backoff`] and
@@ -186,6 +188,9 @@ impl Worker {
             tracing::warn!(pod = %self.env.name, error = %e, "create pod directory");
         }
         self.report().await;
+        if let Some(delay) = self.faults.slow_mount {
+            tokio::time::sleep(delay).await;
+        }
         let volumes = self.mount().await;
         if let Some(delay) = self.faults.slow_start {
             tokio::time::sleep(delay).await;
@@ -283,9 +288,12 @@ impl Worker {
         )
     }
 
-    /// Sets up the volumes, retrying (the Pod stays `ContainerCreating`) until they work.
+    /// Sets up the volumes, retrying (the Pod stays `ContainerCreating`) until they work. As the
+    /// kubelet, each failure is told in a `FailedMount` Warning Event on the Pod (here at the
+    /// first failure, then every [`FAILED_MOUNT_EVERY`] attempts).
     async fn mount(&mut self) -> Volumes {
         let mut warned = false;
+        let mut attempt: u32 = 0;
         loop {
             let shared = &self.env.shared;
             match Volumes::prepare(
@@ -303,9 +311,51 @@ impl Worker {
                         tracing::warn!(pod = %self.env.name, %message, "volume setup failed; retrying");
                         warned = true;
                     }
+                    if attempt.is_multiple_of(FAILED_MOUNT_EVERY) {
+                        self.failed_mount_event(&message).await;
+                    }
+                    attempt = attempt.wrapping_add(1);
                     tokio::time::sleep(RETRY).await;
                 }
             }
+        }
+    }
+
+    /// Posts a `FailedMount` Event as the kubelet's does (`core/v1`, source `kubelet` on this
+    /// node); a failure to post is logged.
+    async fn failed_mount_event(&self, message: &str) {
+        let env = &self.env;
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+        let event = k8s_openapi::api::core::v1::Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{}.{:x}", env.name, now.0.as_nanosecond())),
+                namespace: Some(env.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Pod".to_owned()),
+                name: Some(env.name.clone()),
+                namespace: Some(env.namespace.clone()),
+                uid: Some(env.uid.clone()),
+                ..Default::default()
+            },
+            reason: Some("FailedMount".to_owned()),
+            message: Some(message.to_owned()),
+            type_: Some("Warning".to_owned()),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some("kubelet".to_owned()),
+                host: Some(env.shared.options.name.clone()),
+            }),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            ..Default::default()
+        };
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(env.shared.client.clone(), &env.namespace);
+        if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
+            tracing::warn!(pod = %env.name, error = %e, "cannot post the FailedMount event");
         }
     }
 

@@ -84,7 +84,11 @@ impl Volumes {
                         .map(|(k, v)| (k, v.0))
                         .collect(),
                     None if secret.optional == Some(true) => BTreeMap::new(),
-                    None => return Err(MountError(format!("secret \"{secret_name}\" not found"))),
+                    None => {
+                        return Err(MountError(format!(
+                            "MountVolume.SetUp failed for volume \"{name}\" : secret \"{secret_name}\" not found"
+                        )));
+                    }
                 };
                 write_keys(
                     &own_dir,
@@ -109,7 +113,11 @@ impl Volumes {
                         .map(|(k, v)| (k, v.into_bytes()))
                         .collect(),
                     None if config_map.optional == Some(true) => BTreeMap::new(),
-                    None => return Err(MountError(format!("configmap \"{cm_name}\" not found"))),
+                    None => {
+                        return Err(MountError(format!(
+                            "MountVolume.SetUp failed for volume \"{name}\" : configmap \"{cm_name}\" not found"
+                        )));
+                    }
                 };
                 write_keys(
                     &own_dir,
