@@ -197,7 +197,9 @@ async fn one_build(
         .context(ContextSource::LocalDir(context.to_owned()))
         .insecure_registry(registry.host())
         .build()?;
-    let job = config.job_name();
+    // The runner names the Job after the context's files: pinned as it pins it.
+    let hashed = kaniko_builder_k8s::context::hash(context, config.dockerfile(), &Default::default())?;
+    let job = config.clone().with_context_digest(hashed.diff_id).job_name();
     let ns = config.namespace().to_owned();
     let final_at = tokio::spawn(pod_final(cluster.admin_client(), ns.clone(), job.clone()));
     let kubectl: Arc<Mutex<Option<tokio::task::JoinHandle<anyhow::Result<Instant>>>>> = Arc::default();
@@ -438,6 +440,7 @@ async fn callers(
 }
 
 fn main() -> anyhow::Result<()> {
+    kaniko_builder_testkit::init_tracing();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
