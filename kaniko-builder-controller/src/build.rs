@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use kaniko_builder::core::flow::{FlowOptions, run_build};
+use kaniko_builder::k8s::runner::job_finished;
 use kaniko_builder::k8s::{CleanupPolicy, KubeRunner, Setup};
 use kaniko_builder::{BuildConfig, EventSink};
 use kube::ResourceExt as _;
@@ -233,13 +234,9 @@ async fn resumed_job_succeeded(ctx: &Context, build: &ImageBuild) -> Result<bool
         .get_opt(&job_ref.name)
         .await
         .map_err(|e| NotReady::Retry(format!("reading Job {}/{}: {e}", job_ref.namespace, job_ref.name)))?;
-    let status = job.and_then(|j| j.status).unwrap_or_default();
-    let complete = status
-        .conditions
-        .unwrap_or_default()
-        .iter()
-        .any(|c| c.type_ == "Complete" && c.status == "True");
-    Ok(complete || status.succeeded.unwrap_or_default() > 0)
+    Ok(job.is_some_and(|j| {
+        job_finished(&j) == Some(true) || j.status.and_then(|s| s.succeeded).unwrap_or_default() > 0
+    }))
 }
 
 /// The spec's config with what the controller decides: the insecure registries, and forcing.

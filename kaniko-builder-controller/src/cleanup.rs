@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use kaniko_builder::k8s::runner::job_finished;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 use kube::runtime::controller::Action;
@@ -25,16 +26,20 @@ pub(crate) async fn cleanup(build: std::sync::Arc<ImageBuild>, ctx: &Context) ->
     let ns = build.namespace().unwrap_or_default();
     ctx.builds.stop(&uid).await;
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    for job in its_jobs(&jobs, &build).await? {
-        let name = job.name_any();
-        if let Some(other) = still_used_by(ctx, &build, &name).await? {
-            let message = format!("kept Job {ns}/{name}: ImageBuild {ns}/{other} is built by it too");
-            report::publish(&ctx.recorder, &build, EventType::Normal, "Kept", message).await;
-            continue;
+    let found = its_jobs(&jobs, &build).await?;
+    if !found.is_empty() {
+        let others = Others::list(ctx, &build).await?;
+        for job in found {
+            let name = job.name_any();
+            if let Some(other) = others.built_by(&name) {
+                let message = format!("kept Job {ns}/{name}: ImageBuild {ns}/{other} is built by it too");
+                report::publish(&ctx.recorder, &build, EventType::Normal, "Kept", message).await;
+                continue;
+            }
+            Box::pin(delete_and_wait(&jobs, &build, &job, ctx)).await?;
         }
-        Box::pin(delete_and_wait(&jobs, &build, &job, ctx)).await?;
     }
-    lock(&ctx.errors).remove(&format!("{ns}/{}", build.name_any()));
+    lock(&ctx.errors).remove(&status::key(&build));
     Ok(Action::await_change())
 }
 
@@ -47,8 +52,33 @@ pub(crate) async fn delete_stale_jobs(
     build: &ImageBuild,
     keep: &BTreeSet<String>,
 ) -> Result<()> {
-    let ns = build.namespace().unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &build.namespace().unwrap_or_default());
+    let stale: Vec<Job> = labelled_jobs(&jobs, build)
+        .await?
+        .into_iter()
+        .filter(|job| {
+            !keep.contains(&job.name_any())
+                && job_finished(job).is_none()
+                && job.metadata.deletion_timestamp.is_none()
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let others = Others::list(ctx, build).await?;
+    for job in stale {
+        let name = job.name_any();
+        if others.built_by(&name).is_some() {
+            continue;
+        }
+        tracing::info!(imagebuild = %status::key(build), job = %name, "deleting an outdated generation's Job");
+        Box::pin(delete_and_wait(&jobs, build, &job, ctx)).await?;
+    }
+    Ok(())
+}
+
+/// The Jobs this object's builds created: labelled with its uid.
+async fn labelled_jobs(jobs: &Api<Job>, build: &ImageBuild) -> Result<Vec<Job>> {
     let selector = format!("{LABEL_IMAGEBUILD_UID}={}", build.uid().unwrap_or_default());
     let list = jobs
         .list(&ListParams::default().labels(&selector))
@@ -59,80 +89,62 @@ pub(crate) async fn delete_stale_jobs(
                 e,
             )
         })?;
-    for job in list {
-        let name = job.name_any();
-        if keep.contains(&name) || finished(&job) || job.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        if still_used_by(ctx, build, &name).await?.is_some() {
-            continue;
-        }
-        tracing::info!(imagebuild = %status::key(build), job = %name, "deleting an outdated generation's Job");
-        Box::pin(delete_and_wait(&jobs, build, &job, ctx)).await?;
-    }
-    Ok(())
+    Ok(list.items)
 }
 
-/// Whether the Job completed or failed.
-fn finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
-}
-
-/// The Jobs this object's builds created (labelled with its uid), and the Job its status
-/// references when a controller created it (another object's Job it attached to, whose creator
-/// may be gone).
+/// [`labelled_jobs`], and the Job its status references when a controller created it (another
+/// object's Job it attached to, whose creator may be gone).
 async fn its_jobs(jobs: &Api<Job>, build: &ImageBuild) -> Result<Vec<Job>> {
-    let uid = build.uid().unwrap_or_default();
-    let what = || {
-        format!(
-            "the Jobs of ImageBuild {}/{}",
-            build.namespace().unwrap_or_default(),
-            build.name_any()
-        )
-    };
-    let selector = format!("{LABEL_IMAGEBUILD_UID}={uid}");
-    let mut found = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| Error::kube(format!("listing {}", what()), e))?
-        .items;
+    let mut found = labelled_jobs(jobs, build).await?;
     let referenced = build.status.as_ref().and_then(|s| s.job_ref.as_ref());
     if let Some(name) = referenced.map(|r| r.name.as_str())
         && !found.iter().any(|j| j.name_any() == name)
     {
-        let job = jobs
-            .get_opt(name)
-            .await
-            .map_err(|e| Error::kube(format!("reading {}", what()), e))?;
+        let job = jobs.get_opt(name).await.map_err(|e| {
+            Error::kube(
+                format!("reading the Jobs of ImageBuild {}", status::key(build)),
+                e,
+            )
+        })?;
         found.extend(job.filter(|j| j.labels().contains_key(LABEL_IMAGEBUILD_UID)));
     }
     Ok(found)
 }
 
-/// Another live, unfinished `ImageBuild` of the namespace whose build has Job `job`: two
+/// The other live, unfinished `ImageBuild`s of a namespace, with the Jobs their builds run: two
 /// objects asking for the same build share its Job, so one's deletion must not fail the other.
-async fn still_used_by(ctx: &Context, build: &ImageBuild, job: &str) -> Result<Option<String>> {
-    let ns = build.namespace().unwrap_or_default();
-    let others = Api::<ImageBuild>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Error::kube(format!("listing the ImageBuilds of {ns}"), e))?;
-    let user = others.into_iter().find(|other| {
-        other.uid() != build.uid()
-            && other.metadata.deletion_timestamp.is_none()
-            && !other
-                .status
-                .as_ref()
-                .is_some_and(|s| s.is_done_for(other.metadata.generation))
-            && job_names(other).contains(job)
-    });
-    Ok(user.map(|u| u.name_any()))
+struct Others(Vec<(String, BTreeSet<String>)>);
+
+impl Others {
+    /// One list of the namespace's `ImageBuild`s, for every Job a pass looks at.
+    async fn list(ctx: &Context, build: &ImageBuild) -> Result<Self> {
+        let ns = build.namespace().unwrap_or_default();
+        let all = Api::<ImageBuild>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::kube(format!("listing the ImageBuilds of {ns}"), e))?;
+        Ok(Self(
+            all.into_iter()
+                .filter(|other| {
+                    other.uid() != build.uid()
+                        && other.metadata.deletion_timestamp.is_none()
+                        && !other
+                            .status
+                            .as_ref()
+                            .is_some_and(|s| s.is_done_for(other.metadata.generation))
+                })
+                .map(|other| (other.name_any(), job_names(&other)))
+                .collect(),
+        ))
+    }
+
+    /// The name of one that is built by Job `job`.
+    fn built_by(&self, job: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, jobs)| jobs.contains(job))
+            .map(|(name, _)| name.as_str())
+    }
 }
 
 /// The names of the Jobs `build`'s current spec runs (one per platform); none if it is invalid.

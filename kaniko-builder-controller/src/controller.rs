@@ -9,8 +9,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use kaniko_builder::registry::RegistrySettings;
-use kaniko_builder::{BuildConfig, ImageRef, RegistryClient};
+use kaniko_builder::{BuildConfig, ImageRef};
 
 use crate::context::Context;
 use crate::crd::ImageBuild;
@@ -61,17 +60,12 @@ pub async fn run_until(
 /// Checks the registry options once, as every build would use them: a bad one is the
 /// operator's to fix, not each `ImageBuild`'s.
 fn validate_registries(options: &ControllerOptions) -> Result<()> {
-    let mut client = RegistryClient::builder();
-    for host in &options.insecure_registries {
-        client = client.insecure_registry(host.clone());
-    }
-    for (host, pem) in &options.registry_cas {
-        client = client.registry(host.clone(), RegistrySettings::default().ca_pem(pem.clone()));
-    }
-    client.build().map_err(|e| Error::InvalidOption {
-        option: "insecure registries or registry CAs",
-        problem: e.to_string(),
-    })?;
+    crate::prepare::registry_builder(options)
+        .build()
+        .map_err(|e| Error::InvalidOption {
+            option: "insecure registries or registry CAs",
+            problem: e.to_string(),
+        })?;
     for host in &options.insecure_registries {
         let probe = format!("{host}/kaniko-builder/validate:latest");
         let image: ImageRef = probe.parse().map_err(|e| Error::InvalidOption {

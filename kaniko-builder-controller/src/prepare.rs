@@ -4,11 +4,12 @@
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kaniko_builder::k8s::manifest::{DOCKER_CONFIG_KEY, DOCKER_CONFIG_SECRET_TYPE};
-use kaniko_builder::registry::RegistrySettings;
+use kaniko_builder::registry::{RegistryClientBuilder, RegistrySettings};
 use kaniko_builder::{BuildConfig, DockerConfig, JobOptions, RegistryClient};
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 
+use crate::ControllerOptions;
 use crate::context::{Context, lock};
 use crate::crd::{DEFAULT_REGISTRY_SECRET, ImageBuild};
 use crate::spec::InvalidSpec;
@@ -75,18 +76,24 @@ pub(crate) async fn registry_client(ctx: &Context, build: &ImageBuild) -> Result
         }
         (None, None) => None,
     };
-    let mut b = RegistryClient::builder();
+    let mut b = registry_builder(&ctx.options);
     if let Some(config) = docker_config {
         b = b.docker_config(config);
     }
-    for host in &ctx.options.insecure_registries {
-        b = b.insecure_registry(host.clone());
-    }
-    for (host, pem) in &ctx.options.registry_cas {
-        b = b.registry(host.clone(), RegistrySettings::default().ca_pem(pem.clone()));
-    }
     b.build()
         .map_err(|e| NotReady::Retry(format!("setting up the registry client: {e}")))
+}
+
+/// A registry client builder with the controller's registry options (plain HTTP hosts, CAs).
+pub(crate) fn registry_builder(options: &ControllerOptions) -> RegistryClientBuilder {
+    let mut b = RegistryClient::builder();
+    for host in &options.insecure_registries {
+        b = b.insecure_registry(host.clone());
+    }
+    for (host, pem) in &options.registry_cas {
+        b = b.registry(host.clone(), RegistrySettings::default().ca_pem(pem.clone()));
+    }
+    b
 }
 
 /// The docker `config.json` in a `kubernetes.io/dockerconfigjson` Secret.
@@ -153,7 +160,7 @@ pub(crate) async fn job_options(ctx: &Context, build: &ImageBuild) -> Result<Job
     Ok(options
         .secret_name(secret)
         .label(LABEL_IMAGEBUILD_UID, build.uid().unwrap_or_default())
-        .annotation(ANNOTATION_IMAGEBUILD, format!("{ns}/{}", build.name_any())))
+        .annotation(ANNOTATION_IMAGEBUILD, crate::status::key(build)))
 }
 
 /// Makes the build Pods' ServiceAccount exist in the build's namespace (once per process,

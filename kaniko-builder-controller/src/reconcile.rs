@@ -20,7 +20,7 @@ use crate::{Error, Result, build, cleanup, report, spec};
 pub(crate) async fn reconcile(build: Arc<ImageBuild>, ctx: Arc<Context>) -> Result<Action> {
     let ns = build.namespace().unwrap_or_default();
     let api: Api<ImageBuild> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = format!("{ns}/{}", build.name_any());
+    let key = status::key(&build);
     // Boxed: the deletion's waits make a large future.
     let result = Box::pin(finalizer::finalizer(&api, FINALIZER, build, |event| async {
         match event {
@@ -58,7 +58,7 @@ fn finalizer_error(key: &str, e: finalizer::Error<Error>) -> Error {
     reason = "kube-runtime's error policy signature"
 )]
 pub(crate) fn error_policy(build: Arc<ImageBuild>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", build.namespace().unwrap_or_default(), build.name_any());
+    let key = status::key(&build);
     let failures = {
         let mut errors = lock(&ctx.errors);
         let n = errors.entry(key.clone()).or_default();

@@ -7,7 +7,6 @@ mod support;
 use std::time::Duration;
 
 use kaniko_builder_controller::{DEFAULT_LEASE_NAME, Phase};
-use kaniko_builder_testkit::{Fault, Target};
 use support::{Bed, JobWatch, SYSTEM_NAMESPACE, builds, lease_args, succeeded};
 
 const NS: &str = "leader";
@@ -30,17 +29,9 @@ async fn one_replica_leads_and_the_other_takes_over_when_it_dies() -> anyhow::Re
     built_once(&bed, &jobs, "one", 1).await?;
     reported_by(&bed, "one", &[&leader]).await?;
 
-    bed.node
-        .inject(
-            Fault::SlowStart(HOLD),
-            Target::NamePrefix("kb-leader-two-v1-".to_owned()),
-        )
-        .await?;
+    bed.hold_pod("kb-leader-two-v1-", HOLD).await?;
     bed.build(NS, "two", "leader/two:v1", "two").await?;
-    bed.wait_build(NS, "two", "a Job reference", |b| {
-        b.status.as_ref().is_some_and(|s| s.job_ref.is_some())
-    })
-    .await?;
+    bed.wait_job_ref(NS, "two").await?;
     for (name, replica) in &mut replicas {
         if *name == leader
             && let Some(r) = replica.take()

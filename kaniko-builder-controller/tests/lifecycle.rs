@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kaniko_builder_controller::Phase;
 use kaniko_builder_controller::crd::{FINALIZER, ImageBuild};
 use kaniko_builder_testkit::node::host_platform;
-use kaniko_builder_testkit::{Fault, Target};
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -185,17 +184,9 @@ async fn rebuilt_once_per_change(bed: &Bed, jobs: &JobWatch, built: &ImageBuild)
 /// Deleted while its Pod is held: the Job and the Pod go, then the object; nothing is pushed.
 async fn deleted_mid_build(bed: &Bed) -> anyhow::Result<()> {
     let jobs = JobWatch::start(&bed.admin(), GONE_NS).await?;
-    bed.node
-        .inject(
-            Fault::SlowStart(Duration::from_secs(60)),
-            Target::NamePrefix("kb-gone-slow-v1-".to_owned()),
-        )
-        .await?;
+    bed.hold_pod("kb-gone-slow-v1-", Duration::from_secs(60)).await?;
     bed.build(GONE_NS, "slow", "gone/slow:v1", "slow").await?;
-    bed.wait_build(GONE_NS, "slow", "a Job reference", |b| {
-        b.status.as_ref().is_some_and(|s| s.job_ref.is_some())
-    })
-    .await?;
+    bed.wait_job_ref(GONE_NS, "slow").await?;
     bed.wait_list::<Pod>(GONE_NS, "the build Pod", |pods| !pods.is_empty())
         .await?;
     bed.delete(GONE_NS, "slow").await?;
@@ -230,22 +221,12 @@ async fn deleted_mid_build(bed: &Bed) -> anyhow::Result<()> {
 /// keeps the Job, and the other is built by it.
 async fn a_shared_job_outlives_one_of_its_builds(bed: &Bed) -> anyhow::Result<()> {
     let jobs = JobWatch::start(&bed.admin(), SHARED_NS).await?;
-    bed.node
-        .inject(
-            Fault::SlowStart(Duration::from_secs(15)),
-            Target::NamePrefix("kb-shared-app-v1-".to_owned()),
-        )
-        .await?;
+    bed.hold_pod("kb-shared-app-v1-", Duration::from_secs(15)).await?;
     bed.build(SHARED_NS, "first", "shared/app:v1", "shared").await?;
-    let has_job = |b: &ImageBuild| b.status.as_ref().is_some_and(|s| s.job_ref.is_some());
-    let first = bed
-        .wait_build(SHARED_NS, "first", "a Job reference", has_job)
-        .await?;
+    let first = bed.wait_job_ref(SHARED_NS, "first").await?;
     bed.apply(SHARED_NS, "second", serde_json::to_value(&first.spec)?)
         .await?;
-    let second = bed
-        .wait_build(SHARED_NS, "second", "a Job reference", has_job)
-        .await?;
+    let second = bed.wait_job_ref(SHARED_NS, "second").await?;
     let job_of = |b: &ImageBuild| b.status.as_ref().and_then(|s| s.job_ref.clone()).map(|j| j.name);
     bed.ensure(
         SHARED_NS,
@@ -294,15 +275,10 @@ async fn a_shared_job_outlives_one_of_its_builds(bed: &Bed) -> anyhow::Result<()
 async fn superseded_mid_build(bed: &Bed) -> anyhow::Result<()> {
     let ns = SUPERSEDED_NS;
     let jobs = JobWatch::start(&bed.admin(), ns).await?;
-    bed.node
-        .inject(
-            Fault::SlowStart(Duration::from_secs(60)),
-            Target::NamePrefix("kb-superseded-app-v1-".to_owned()),
-        )
+    bed.hold_pod("kb-superseded-app-v1-", Duration::from_secs(60))
         .await?;
     let first = bed.build(ns, "app", "superseded/app:v1", "old").await?;
-    let has_job = |b: &ImageBuild| b.status.as_ref().is_some_and(|s| s.job_ref.is_some());
-    let building = bed.wait_build(ns, "app", "a Job reference", has_job).await?;
+    let building = bed.wait_job_ref(ns, "app").await?;
     let old_job = building
         .status
         .and_then(|s| s.job_ref)

@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use kaniko_builder_controller::Phase;
-use kaniko_builder_testkit::{Fault, Target};
 use serde_json::json;
 use support::{Bed, Controller, JobWatch, blob_spec, succeeded};
 
@@ -35,18 +34,10 @@ async fn a_restarted_controller_attaches_to_the_running_job() -> anyhow::Result<
 async fn restarted_mid_build(bed: &Bed, ns: &str, stop: Stop) -> anyhow::Result<()> {
     bed.namespace(ns).await?;
     let jobs = JobWatch::start(&bed.admin(), ns).await?;
-    bed.node
-        .inject(
-            Fault::SlowStart(HOLD),
-            Target::NamePrefix(format!("kb-{ns}-app-v1-")),
-        )
-        .await?;
+    bed.hold_pod(&format!("kb-{ns}-app-v1-"), HOLD).await?;
     let first = bed.controller(&format!("{ns}-first"), &[])?;
     bed.build(ns, "app", &format!("{ns}/app:v1"), ns).await?;
-    bed.wait_build(ns, "app", "a Job reference", |b| {
-        b.status.as_ref().is_some_and(|s| s.job_ref.is_some())
-    })
-    .await?;
+    bed.wait_job_ref(ns, "app").await?;
     stop_as(first, stop).await?;
 
     let second = bed.controller(&format!("{ns}-second"), &[])?;
@@ -79,12 +70,7 @@ async fn restarted_mid_forced_build(bed: &Bed, ns: &str) -> anyhow::Result<()> {
     bed.build(ns, "app", &format!("{ns}/app:v1"), "old").await?;
     let old = bed.wait_done(ns, "app").await?;
     let old_digest = old.status.and_then(|s| s.digest);
-    bed.node
-        .inject(
-            Fault::SlowStart(HOLD),
-            Target::NamePrefix(format!("kb-{ns}-app-v1-")),
-        )
-        .await?;
+    bed.hold_pod(&format!("kb-{ns}-app-v1-"), HOLD).await?;
     let mut spec = blob_spec(&image, &bed.push_context(&image, "new").await?);
     spec["force"] = json!(true);
     let applied = bed.apply(ns, "app", spec).await?;

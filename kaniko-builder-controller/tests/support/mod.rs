@@ -21,7 +21,7 @@ use kaniko_builder::context::{PackOptions, pack};
 use kaniko_builder::registry::{DockerConfig, RegistryClient, RegistrySettings};
 use kaniko_builder_controller::crd::ImageBuild;
 use kaniko_builder_controller::install;
-use kaniko_builder_testkit::node::{NodeOptions, StandInNode};
+use kaniko_builder_testkit::node::{Fault, NodeOptions, StandInNode, Target};
 use kaniko_builder_testkit::{LoggedProcess, PROXY_VARS, RegistryAuth, TestCluster, TestRegistry};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
@@ -224,6 +224,22 @@ impl Bed {
                 self.dump(ns).await
             ),
         }
+    }
+
+    /// Waits until ImageBuild `ns/name` references a Job (its build created or attached to one).
+    pub async fn wait_job_ref(&self, ns: &str, name: &str) -> anyhow::Result<ImageBuild> {
+        self.wait_build(ns, name, "a Job reference", |b| {
+            b.status.as_ref().is_some_and(|s| s.job_ref.is_some())
+        })
+        .await
+    }
+
+    /// Holds the next Pod whose name starts with `prefix` (a Job's Pods are `<job>-<suffix>`)
+    /// for `hold` before its containers start.
+    pub async fn hold_pod(&self, prefix: &str, hold: Duration) -> anyhow::Result<()> {
+        self.node
+            .inject(Fault::SlowStart(hold), Target::NamePrefix(prefix.to_owned()))
+            .await
     }
 
     /// Waits until ImageBuild `ns/name` is done with its current generation.

@@ -125,6 +125,7 @@ pub use options::{
     DEFAULT_UPLOAD_STALL_TIMEOUT, KubeRunnerBuilder, Setup, UploadMethod,
 };
 use state::Verdict;
+pub use state::job_finished;
 use watch::Stop;
 
 /// How long the Pod watch may lag behind a finished Job before the Job's word is taken.

@@ -478,8 +478,9 @@ impl Tracker {
     }
 }
 
-/// Whether a Job has finished (Complete or Failed).
-pub(crate) fn job_finished(job: &Job) -> Option<bool> {
+/// Whether a Job has finished: `Some(true)` with its `Complete` condition, `Some(false)` with
+/// its `Failed` one, `None` while it runs.
+pub fn job_finished(job: &Job) -> Option<bool> {
     let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref())?;
     conditions
         .iter()
